@@ -1,0 +1,91 @@
+"""The composition root: the one place that wires settings, store, NLU, FAQ,
+flows and the dispatcher together. Channels receive the finished `Core`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.dispatcher import Dispatcher
+from bot.settings import Settings
+from flows.definitions import FlowBook
+from flows.engine import DialogueEngine, EngineSettings
+from flows.faq import FaqBase, FaqIndex, FaqMatch, ambiguous, load_faq_base, load_tokenizer
+from flows.replies import Replies
+from flows.store import Store
+from nlu.parser import Parser, load_parser
+
+
+class FaqAnswers:
+    """The FAQ as the dialogue sees it: search, ambiguity and lookup by id."""
+
+    def __init__(self, base: FaqBase, index: FaqIndex) -> None:
+        self.base = base
+        self._index = index
+        self._by_id = {entry.id: entry for entry in index.entries}
+
+    def search(self, text: str, k: int = 3) -> list[FaqMatch]:
+        return self._index.search(text, k)
+
+    def ambiguous(self, matches: Sequence[FaqMatch]) -> bool:
+        return ambiguous(list(matches))
+
+    def get(self, entry_id: str) -> FaqMatch | None:
+        entry = self._by_id.get(entry_id)
+        return None if entry is None else FaqMatch(entry.id, 1.0, entry.questions[0], entry.answer)
+
+
+@dataclass(frozen=True)
+class Core:
+    settings: Settings
+    store: Store
+    parser: Parser
+    replies: Replies
+    faq: FaqAnswers
+    engine: DialogueEngine
+    dispatcher: Dispatcher
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_faq(settings: Settings) -> FaqAnswers:
+    base = load_faq_base(settings.data_dir)
+    index = FaqIndex.build(base.rendered_entries(), load_tokenizer(), synonyms=base.synonyms)
+    return FaqAnswers(base, index)
+
+
+def build_core(settings: Settings, *, inline_outbox: frozenset[str] = frozenset({"shell"})) -> Core:
+    store = Store(settings.db_path)
+    parser = load_parser(
+        threshold=settings.nlu_threshold,
+        ambiguity=settings.nlu_ambiguity,
+        rasa_url=settings.rasa_url,
+    )
+    replies = Replies.load(settings.data_dir / "replies")
+    faq = build_faq(settings)
+    book = FlowBook.load(settings.data_dir / "flows.yml", settings.data_dir / "routing.yml")
+    facts = faq.base.facts
+
+    def fact(name: str) -> str | None:
+        found = facts.get(name)
+        return found.value if found is not None else None
+
+    engine = DialogueEngine(
+        book=book,
+        replies=replies,
+        faq=faq,
+        store=store,
+        parse=parser.parse,
+        fact=fact,
+        settings=EngineSettings(form_idle_timeout=timedelta(minutes=settings.form_idle_minutes)),
+    )
+    dispatcher = Dispatcher(
+        store=store,
+        parser=parser,
+        engine=engine,
+        replies=replies,
+        inline_outbox_channels=inline_outbox,
+    )
+    return Core(settings, store, parser, replies, faq, engine, dispatcher)

@@ -1,0 +1,1 @@
+"""`tongxin` command line: thin argument parsing over library functions."""

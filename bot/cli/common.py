@@ -1,0 +1,57 @@
+"""Pieces every CLI command shares: the --db option, clean errors, help epilogs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class CliError(Exception):
+    """A user-facing error: printed as `tongxin: error: ...`, exit status 2."""
+
+
+def default_db_path() -> Path:
+    """The embedded default: `$TONGXIN_DB`, else `$XDG_DATA_HOME/tongxin/tongxin.db`."""
+    env = os.environ.get("TONGXIN_DB")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tongxin" / "tongxin.db"
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help="SQLite file (default: $TONGXIN_DB or ~/.local/share/tongxin/tongxin.db)",
+    )
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    return Path(args.db) if getattr(args, "db", None) else default_db_path()
+
+
+def add_command(
+    sub: Any, name: str, help_text: str, example: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose help always carries an example (a test checks this)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+    add_db_option(parser)
+    return parser
+
+
+def read_stdin_lines() -> list[str]:
+    """Read stdin as UTF-8 lines; invalid bytes become U+FFFD so one bad line can't stop a batch."""
+    data = sys.stdin.buffer.read()
+    return data.decode("utf-8", errors="replace").splitlines()

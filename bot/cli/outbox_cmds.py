@@ -1,0 +1,77 @@
+"""`tongxin outbox list`: messages queued for users, so staff see failed deliveries."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot.cli.common import CliError, add_command
+from bot.cli.store_access import open_store, print_json
+
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+PREVIEW_CHARS = 30
+ERROR_CHARS = 60
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser(
+        "outbox",
+        help="messages queued for users and their delivery (staff)",
+        description="Messages to users (ticket notifications) waiting, sent or failed.",
+        epilog="example:\n  tongxin outbox list --status failed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group.set_defaults(handler=lambda _args: _help(group))
+    osub = group.add_subparsers(dest="outbox_command", metavar="ACTION")
+    p = add_command(
+        osub,
+        "list",
+        "list queued messages with attempts and the last delivery error",
+        "tongxin outbox list --status failed",
+    )
+    p.add_argument("--status", help=f"only messages that are {', '.join(OUTBOX_STATUSES)}")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=cmd_list)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _preview(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from flows.staff import format_table, local_time
+
+    if args.status is not None and args.status not in OUTBOX_STATUSES:
+        raise CliError(f"unknown status {args.status!r}; one of: {', '.join(OUTBOX_STATUSES)}")
+    with open_store(args) as store:
+        items = store.list_outbox(status=args.status)
+    if args.json:
+        print_json([item.to_dict() for item in items])
+        return 0
+    if not items:
+        print("no messages")
+        return 0
+    headers = ["id", "status", "channel", "user", "ticket", "tries", "created", "error", "text"]
+    rows = [
+        [
+            str(item.id),
+            item.status,
+            item.channel,
+            item.user_id,
+            item.ticket_id or "-",
+            str(item.attempts),
+            local_time(item.created_at),
+            _preview(item.last_error or "-", ERROR_CHARS),
+            _preview(item.text, PREVIEW_CHARS),
+        ]
+        for item in items
+    ]
+    print(format_table(headers, rows), end="")
+    print(f"{len(items)} message{'s' if len(items) != 1 else ''}")
+    return 0

@@ -1,0 +1,83 @@
+"""`tongxin privacy forget`: erase a user's personal data on request (PIPL)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bot.cli.common import CliError, add_command
+from bot.cli.store_access import open_store
+
+# How each count of Store.forget_user reads in the report.
+_LABELS = {
+    "tickets_anonymised": "tickets anonymised (kept for statistics)",
+    "conversations": "conversation states deleted",
+    "message_log": "logged messages deleted",
+    "volunteers": "volunteer signups deleted",
+    "outbox": "queued messages deleted",
+    "channel_users": "subscription records deleted",
+}
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser(
+        "privacy",
+        help="personal data requests (PIPL)",
+        description="Personal data requests under the PIPL.",
+        epilog="example:\n  tongxin privacy forget --user oAbC123 --yes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group.set_defaults(handler=lambda _args: _help(group))
+    psub = group.add_subparsers(dest="privacy_command", metavar="ACTION")
+    p = add_command(
+        psub,
+        "forget",
+        "erase a user's personal data; their tickets stay, anonymised, for statistics",
+        "tongxin privacy forget --user oAbC123 --channel wechat --yes",
+    )
+    p.add_argument("--user", required=True, metavar="ID", help="the user's id on their channel")
+    p.add_argument("--channel", help="only this channel (wechat, telegram, shell; default: all)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=cmd_forget)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _report(counts: dict[str, int]) -> str:
+    width = max(len(label) for label in _LABELS.values())
+    return "\n".join(f"  {_LABELS.get(key, key):<{width}}  {n}" for key, n in counts.items())
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from flows.store import FORGOTTEN_USER_ID
+
+    user_id = args.user.strip()
+    if not user_id:
+        raise CliError("--user must not be empty")
+    if user_id == FORGOTTEN_USER_ID:
+        raise CliError(f"{FORGOTTEN_USER_ID!r} marks tickets already anonymised; give a real id")
+    channel = args.channel.strip() if args.channel else None
+    scope = f"user {user_id}" + (f" on {channel}" if channel else " (all channels)")
+    with open_store(args) as store:
+        found = store.user_data_counts(user_id, channel=channel)
+        if not any(found.values()):
+            raise CliError(f"nothing stored for {scope}; nothing removed")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError(
+                    f"this would erase the personal data of {scope}:\n{_report(found)}\n"
+                    "add --yes to confirm"
+                )
+            print(f"about to erase the personal data of {scope}:\n{_report(found)}")
+            if input("erase? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing removed")
+                return 1
+        counts = store.forget_user(user_id, channel=channel)
+        # Push the erased pages out of the WAL so the old rows leave the disk now.
+        store.checkpoint()
+    print(f"erased the personal data of {scope}:\n{_report(counts)}")
+    return 0

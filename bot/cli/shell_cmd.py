@@ -1,0 +1,111 @@
+"""`tongxin shell`: the bot in a terminal, for staff and for scripted conversations."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.cli.common import CliError, add_command, db_path, default_db_path
+
+QUIT_WORDS = frozenset({"/quit", "/exit"})
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub,
+        "shell",
+        "Talk to the bot in a terminal; with stdin not a terminal, one user message per line.",
+        "tongxin shell --user zhang3\n"
+        "  printf '你好\\n我想申请红色信贷\\n' | tongxin shell --user u1",
+    )
+    parser.add_argument("--user", default="shell-user", help="user id (default: shell-user)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show intent, confidence, entities and the active form on each turn",
+    )
+    parser.set_defaults(handler=run_shell)
+
+
+def _history_path() -> Path:
+    return default_db_path().parent / "shell_history"
+
+
+def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
+    if debug:
+        parse = turn.parse
+        ents = ", ".join(f"{e.entity}={e.value}" for e in parse.entities) or "-"
+        form = "-"
+        if turn.state is not None and turn.state.form is not None:
+            f = turn.state.form
+            step = "confirm" if f.confirming else (f.asking or "-")
+            form = f"{f.flow}/{step} slots={sorted(f.slots)}"
+        print(
+            f"[debug] intent={parse.intent.name} confidence={parse.intent.confidence:.2f} "
+            f"entities: {ents} | form: {form}",
+            file=out,
+        )
+    for reply in turn.replies:
+        print(reply.text, file=out)
+        print(file=out)
+    out.flush()
+
+
+def run_shell(args: argparse.Namespace) -> int:
+    from bot.app import build_core
+    from bot.settings import Settings, SettingsError
+    from flows.messages import IncomingMessage
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        settings = Settings.from_env(db=str(db_path(args)))
+        core = build_core(settings)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    user = str(args.user).strip() or "shell-user"
+
+    def say(text: str) -> None:
+        turn = core.dispatcher.turn(IncomingMessage(channel="shell", user_id=user, text=text))
+        _print_turn(turn, sys.stdout, args.debug)
+
+    try:
+        if sys.stdin.isatty():
+            _interactive(say)
+        else:
+            data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+            for line in data.splitlines():
+                if line.strip() in QUIT_WORDS:
+                    break
+                say(line)
+    finally:
+        core.close()
+    return 0
+
+
+def _interactive(say: Any) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    from nlu.entities import mask_personal_data
+
+    class MaskedHistory(FileHistory):
+        # The history file must not keep ID numbers or phones in clear.
+        def store_string(self, string: str) -> None:
+            super().store_string(mask_personal_data(string, mask_phones=True))
+
+    history = _history_path()
+    history.parent.mkdir(parents=True, exist_ok=True)
+    session: PromptSession[str] = PromptSession(history=MaskedHistory(str(history)))
+    print("同心 shell：输入消息与机器人对话，Ctrl-D 或 /quit 退出。\n")
+    while True:
+        try:
+            line = session.prompt("您> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if line.strip() in QUIT_WORDS:
+            return
+        say(line)

@@ -1,0 +1,83 @@
+"""Opening the store and the reply texts for the staff commands, and turning
+their domain errors into clean CLI errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from bot.cli.common import CliError, db_path
+
+if TYPE_CHECKING:
+    from flows.replies import Replies
+    from flows.store import Store
+
+
+def add_actor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor",
+        metavar="NAME",
+        default=None,
+        help="who makes the change, for the audit trail (default: $USER or 'staff')",
+    )
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    return str(getattr(args, "actor", None) or os.environ.get("USER") or "staff")
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Store, staff and replies errors are the user's to fix: report them cleanly."""
+    from flows.replies import RepliesError
+    from flows.staff import StaffInputError
+    from flows.store import StoreError
+
+    try:
+        yield
+    except (StoreError, StaffInputError, RepliesError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+@contextmanager
+def open_store(args: argparse.Namespace) -> Iterator[Store]:
+    from flows.store import Store
+
+    path = db_path(args)
+    try:
+        with domain_errors():
+            store = Store(path)
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot open database {path}: {exc}") from exc
+    try:
+        with domain_errors():
+            yield store
+    finally:
+        store.close()
+
+
+def load_replies() -> Replies:
+    from flows.paths import default_data_dir
+    from flows.replies import Replies
+
+    with domain_errors():
+        return Replies.load(default_data_dir() / "replies")
+
+
+def try_load_replies() -> Replies | None:
+    """Reply texts for labels only: a broken replies folder must not hide tickets."""
+    try:
+        return load_replies()
+    except CliError:
+        return None
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")

@@ -1,0 +1,151 @@
+"""One message in, replies out: de-duplicate -> parse -> load conversation ->
+dialogue -> save, with one error net around the whole turn."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from flows.engine import DialogueEngine
+from flows.messages import Button, IncomingMessage, Reply
+from flows.replies import Replies
+from flows.state import STATE_VERSION, ConversationState
+from flows.store import Store, utcnow
+from nlu.entities import mask_personal_data
+from nlu.types import FALLBACK_INTENT, IntentScore, ParseResult
+
+log = logging.getLogger("tongxin.dispatcher")
+
+# Longer messages are cut before parsing: nobody types 2,000 characters to a
+# chatbot on purpose, and the NLU cost grows with length.
+MAX_TEXT_CHARS = 2000
+
+
+class Parser(Protocol):
+    def parse(self, text: str) -> ParseResult: ...
+
+
+def clean_text(text: str) -> str:
+    """Drop control and format characters (keep newlines as spaces) so that no
+    stored or logged text carries terminal escapes or zero-width junk."""
+    out = []
+    for ch in text:
+        if ch in "\n\r\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def replies_to_json(replies: list[Reply]) -> str:
+    return json.dumps([dataclasses.asdict(r) for r in replies], ensure_ascii=False)
+
+
+def replies_from_json(raw: str) -> list[Reply]:
+    out = []
+    for item in json.loads(raw):
+        buttons = tuple(Button(**b) for b in item.get("buttons") or ())
+        out.append(
+            Reply(text=item["text"], buttons=buttons, private_payload=item.get("private_payload"))
+        )
+    return out
+
+
+def conversation_key(msg: IncomingMessage) -> str:
+    """Group chats keep their own small state per member, apart from the
+    member's private conversation (which holds forms and personal details)."""
+    if msg.in_group and msg.chat_id:
+        return f"{msg.user_id}@{msg.chat_id}"
+    return msg.user_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """A handled message with what the dialogue saw: for `tongxin shell --debug`."""
+
+    replies: list[Reply]
+    parse: ParseResult
+    state: ConversationState | None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        parser: Parser,
+        engine: DialogueEngine,
+        replies: Replies,
+        inline_outbox_channels: frozenset[str] = frozenset({"shell"}),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.parser = parser
+        self.engine = engine
+        self.replies = replies
+        self.inline_outbox_channels = inline_outbox_channels
+        self.clock = clock
+
+    def handle(self, msg: IncomingMessage) -> list[Reply]:
+        """Never raises: any failure is logged and answered politely."""
+        return self.turn(msg).replies
+
+    def turn(self, msg: IncomingMessage) -> Turn:
+        try:
+            return self._turn(msg)
+        except Exception:
+            log.exception(
+                "turn failed: channel=%s user=%s kind=%s", msg.channel, msg.user_id, msg.kind
+            )
+            return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None)
+
+    def _turn(self, msg: IncomingMessage) -> Turn:
+        raw = clean_text(msg.text or "")
+        truncated = len(raw) > MAX_TEXT_CHARS
+        raw = raw[:MAX_TEXT_CHARS]
+        parse = self._parse(raw) if msg.kind == "text" else _empty_parse(raw)
+        # ID numbers are masked before anything is stored; the parse keeps the
+        # (already masked) entity so the dialogue can tell the user.
+        safe_text = mask_personal_data(raw)
+        msg = dataclasses.replace(msg, text=safe_text)
+        dedupe_key = f"{msg.channel}:{msg.message_id}" if msg.message_id else None
+        key = conversation_key(msg)
+        with self.store.transaction():
+            if dedupe_key:
+                stored = self.store.processed_reply(dedupe_key)
+                if stored is not None:
+                    return Turn(replies_from_json(stored), parse, None)
+            state = ConversationState.from_json(self.store.load_conversation(msg.channel, key))
+            replies = self.engine.handle(msg, parse, state, self.clock())
+            if truncated:
+                replies = [*replies, Reply(self.replies.text("too_long_note"))]
+            self.store.save_conversation(msg.channel, key, state.to_json(), STATE_VERSION)
+            log_text = mask_personal_data(safe_text, mask_phones=True)
+            self.store.log_message(msg.channel, key, "in", log_text, parse.intent.name)
+            for reply in replies:
+                self.store.log_message(
+                    msg.channel, key, "out", mask_personal_data(reply.text, mask_phones=True)
+                )
+            if dedupe_key:
+                self.store.record_processed(dedupe_key, replies_to_json(replies))
+        if msg.channel in self.inline_outbox_channels:
+            queued = self.store.take_outbox_for_user(msg.channel, msg.user_id)
+            replies = [Reply(item.text) for item in queued] + replies
+        return Turn(replies, parse, state)
+
+    def _parse(self, text: str) -> ParseResult:
+        if not text.strip():
+            return _empty_parse(text)
+        return self.parser.parse(text)
+
+
+def _empty_parse(text: str) -> ParseResult:
+    fallback = IntentScore(name=FALLBACK_INTENT, confidence=0.0)
+    return ParseResult(text=text, intent=fallback, intent_ranking=(fallback,))

@@ -1,0 +1,85 @@
+"""Settings, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.cli.common import default_db_path
+from flows.paths import data_dir_from_env
+
+
+class SettingsError(Exception):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    data_dir: Path
+    rasa_url: str | None = None
+    nlu_threshold: float | None = None  # None: the NLU's documented default
+    nlu_ambiguity: float | None = None
+    form_idle_minutes: float = 30.0
+    wechat_token: str | None = None
+    wechat_appid: str | None = None
+    wechat_secret: str | None = None
+    wechat_aes_key: str | None = None
+    wechat_api_url: str | None = None
+    telegram_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_url: str | None = None
+    staff_chat_id: str | None = None
+    staff_user_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def opt(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        staff_ids: set[int] = set()
+        for part in (opt("TONGXIN_STAFF_USER_IDS") or "").split(","):
+            if part.strip():
+                try:
+                    staff_ids.add(int(part.strip()))
+                except ValueError as exc:
+                    raise SettingsError(
+                        f"TONGXIN_STAFF_USER_IDS must be comma-separated numbers, got {part!r}"
+                    ) from exc
+        threshold = opt("TONGXIN_NLU_THRESHOLD")
+        ambiguity = opt("TONGXIN_NLU_AMBIGUITY")
+        return cls(
+            db_path=Path(db)
+            if db
+            else (Path(env["TONGXIN_DB"]) if opt("TONGXIN_DB") else default_db_path()),
+            data_dir=data_dir_from_env(env),
+            rasa_url=opt("TONGXIN_RASA_URL"),
+            nlu_threshold=_float(env, "TONGXIN_NLU_THRESHOLD", 0.0) if threshold else None,
+            nlu_ambiguity=_float(env, "TONGXIN_NLU_AMBIGUITY", 0.0) if ambiguity else None,
+            form_idle_minutes=_float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0),
+            wechat_token=opt("TONGXIN_WECHAT_TOKEN"),
+            wechat_appid=opt("TONGXIN_WECHAT_APPID"),
+            wechat_secret=opt("TONGXIN_WECHAT_SECRET"),
+            wechat_aes_key=opt("TONGXIN_WECHAT_AES_KEY"),
+            wechat_api_url=opt("TONGXIN_WECHAT_API_URL"),
+            telegram_token=opt("TONGXIN_TELEGRAM_TOKEN"),
+            telegram_webhook_secret=opt("TONGXIN_TELEGRAM_WEBHOOK_SECRET"),
+            telegram_api_url=opt("TONGXIN_TELEGRAM_API_URL"),
+            staff_chat_id=opt("TONGXIN_STAFF_CHAT_ID"),
+            staff_user_ids=frozenset(staff_ids),
+        )

@@ -1,0 +1,656 @@
+"""The dialogue: one turn in, replies out. Answers from the FAQ, fills a form
+and opens a ticket routed by data, or signs a volunteer up."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from flows.definitions import FlowBook, FlowSpec, SlotSpec
+from flows.messages import Button, IncomingMessage, Reply
+from flows.replies import Replies
+from flows.slots import (
+    InvalidAnswerError,
+    SlotValue,
+    contains_any,
+    extract,
+    is_question,
+    meaningful_remainder,
+)
+from flows.state import ConversationState, FormState
+from flows.store import Store, Ticket, iso, parse_iso
+from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
+
+DEEPLINK_TTL_S = 24 * 3600
+_CANCEL_WORDS = ("取消", "不办了", "不弄了", "不申请了", "退出", "撤销", "不要了")
+_CONFIRM_WORDS = (
+    "确认",
+    "提交",
+    "确定",
+    "没问题",
+    "对的",
+    "是的",
+    "正确",
+    "没错",
+    "ok",
+    "OK",
+    "好",
+)
+_DIGIT_CHOICE = re.compile(r"^\s*([1-9])\s*[.。、)）]?\s*$")
+
+
+class FaqMatchLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def question(self) -> str: ...
+    @property
+    def answer(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+
+
+class FaqSource(Protocol):
+    def search(self, text: str, k: int = 3) -> Sequence[FaqMatchLike]: ...
+    def ambiguous(self, matches: Sequence[FaqMatchLike]) -> bool: ...
+    def get(self, entry_id: str) -> FaqMatchLike | None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    form_idle_timeout: timedelta = timedelta(minutes=30)
+    max_reprompts: int = 2  # after this many failed re-prompts the bot offers a person
+    switch_confidence: float = 0.6  # a different service intent this sure switches flows
+
+
+class DialogueEngine:
+    def __init__(
+        self,
+        *,
+        book: FlowBook,
+        replies: Replies,
+        faq: FaqSource,
+        store: Store,
+        parse: Callable[[str], ParseResult],
+        fact: Callable[[str], str | None],
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.book = book
+        self.r = replies
+        self.faq = faq
+        self.store = store
+        self.parse = parse
+        self.fact = fact
+        self.settings = settings or EngineSettings()
+
+    # -- entry ----------------------------------------------------------
+
+    def handle(
+        self, msg: IncomingMessage, parse: ParseResult, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """One turn. Mutates `state`; the caller saves it in the same transaction."""
+        out: list[str] = []
+        self._expire(state, now, out)
+        state.last_active = iso(now)
+        if msg.kind == "event":
+            replies = self._event(msg, state, now)
+        elif msg.kind == "text":
+            replies = self._text(msg, parse, state)
+        else:
+            replies = self._media(msg, state)
+        if out:
+            replies = [Reply("\n".join(out)), *replies]
+        return replies
+
+    def _expire(self, state: ConversationState, now: datetime, out: list[str]) -> None:
+        if state.last_active is None:
+            return
+        try:
+            idle = now - parse_iso(state.last_active)
+        except ValueError:
+            idle = self.settings.form_idle_timeout * 2
+        if idle < self.settings.form_idle_timeout:
+            return
+        if state.form is not None:
+            out.append(self.r.text("form.expired", label=self._flow(state.form).label))
+        state.form = None
+        state.choices = []
+        state.offer = None
+        state.offered_handoff = False
+
+    # -- text -----------------------------------------------------------
+
+    def _text(
+        self, msg: IncomingMessage, parse: ParseResult, state: ConversationState
+    ) -> list[Reply]:
+        text = msg.text.strip()
+        if not text:
+            return [Reply(self.r.text("empty"))]
+        notes: list[str] = []
+        if parse.first("id_number") is not None:
+            notes.append(self.r.text("id_number_masked"))
+        choice = _DIGIT_CHOICE.match(text)
+        if state.choices and choice and not (state.form and state.form.asking):
+            replies = self._pick_choice(int(choice.group(1)), state)
+        elif state.form is not None:
+            replies = self._form_turn(msg, parse, text, state)
+        else:
+            replies = self._idle_turn(msg, parse, text, state)
+        if notes:
+            replies = [*replies, Reply("\n".join(notes))]
+        return replies
+
+    def _idle_turn(
+        self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
+    ) -> list[Reply]:
+        intent = parse.intent.name
+        offer, state.offer = state.offer, None
+        offered_handoff, state.offered_handoff = state.offered_handoff, False
+        if intent == "human_handoff" or (offered_handoff and intent == "affirm"):
+            return self._handoff(msg, state, reason=text)
+        if offer and (intent == "affirm" or text in ("申请", "办理", "预约", "报名", "好", "要")):
+            return self._start(self.book.flows[offer], msg, None, state)
+        if intent == "ticket_status" or (
+            parse.first("ticket_id") is not None and intent not in SERVICE_INTENTS
+        ):
+            return self._status(msg, parse)
+        if intent in ("affirm", "deny", "cancel") and state.last_submitted and intent == "affirm":
+            return [Reply(self.r.text("submitted.already", ticket_id=state.last_submitted["ref"]))]
+        simple = {
+            "greet": "greet",
+            "thanks": "thanks",
+            "goodbye": "goodbye",
+            "affirm": "affirm_idle",
+            "deny": "deny_idle",
+            "cancel": "cancel_idle",
+        }
+        if intent in simple:
+            return [Reply(self._say(simple[intent]))]
+        flow = self.book.by_intent.get(intent)
+        if flow is not None:
+            if flow.faq_first and (is_question(text) or not contains_any(text, flow.start_words)):
+                answered = self._faq_answer(text, state, offer_flow=flow)
+                if answered:
+                    return answered
+            return self._start(flow, msg, (text, parse), state)
+        if intent == "out_of_scope":
+            return [Reply(self._say("out_of_scope"))]
+        answered = self._faq_answer(text, state, offer_flow=None)
+        if answered:
+            return answered
+        return [Reply(self._say("faq.none" if intent == "service_info" else "fallback"))]
+
+    # -- FAQ ------------------------------------------------------------
+
+    def _faq_answer(
+        self, text: str, state: ConversationState, *, offer_flow: FlowSpec | None
+    ) -> list[Reply]:
+        matches = list(self.faq.search(text, 3))
+        if not matches:
+            return []
+        if self.faq.ambiguous(matches) and len(matches) > 1:
+            state.choices = [m.id for m in matches]
+            lines = [self.r.text("faq.choose")]
+            buttons = []
+            for n, m in enumerate(matches, 1):
+                lines.append(self.r.text("faq.choice_line", n=n, question=m.question))
+                buttons.append(Button(label=f"{n}. {m.question}", payload=str(n)))
+            return [Reply("\n".join(lines), buttons=tuple(buttons))]
+        state.choices = []
+        reply = self.r.text("faq.answer", answer=matches[0].answer)
+        if offer_flow is not None:
+            state.offer = offer_flow.name
+            reply += "\n" + self.r.text("faq.offer_form", label=offer_flow.label)
+        return [Reply(reply)]
+
+    def _pick_choice(self, n: int, state: ConversationState) -> list[Reply]:
+        choices, state.choices = state.choices, []
+        if n > len(choices):
+            return [Reply(self._say("fallback"))]
+        entry = self.faq.get(choices[n - 1])
+        if entry is None:
+            return [Reply(self._say("faq.none"))]
+        return [Reply(self.r.text("faq.answer", answer=entry.answer))]
+
+    # -- forms ----------------------------------------------------------
+
+    def _flow(self, form: FormState) -> FlowSpec:
+        return self.book.flows[form.flow]
+
+    def _start(
+        self,
+        flow: FlowSpec,
+        msg: IncomingMessage,
+        opening: tuple[str, ParseResult] | None,
+        state: ConversationState,
+    ) -> list[Reply]:
+        state.choices = []
+        if msg.in_group and flow.personal:
+            return [self._group_redirect(flow, msg, opening[0] if opening else "")]
+        form = FormState(flow=flow.name, form_id=uuid.uuid4().hex)
+        state.form = form
+        if opening is not None:
+            text, parse = opening
+            self._prefill(flow, form, text, parse)
+        lead = self.r.text("form.start", label=flow.label)
+        return [Reply(lead + "\n" + self._next_step(flow, form))]
+
+    def _prefill(self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult) -> None:
+        for slot in flow.slots:
+            if slot.name in form.slots:
+                continue
+            if slot.from_opening:
+                rest = meaningful_remainder(text, parse, self.book)
+                if len(rest) >= slot.min_chars:
+                    form.slots[slot.name] = text[:500]
+                continue
+            try:
+                found = extract(slot, text, parse, self.book, answering=False)
+            except InvalidAnswerError:
+                found = None
+            if found is not None:
+                form.slots[slot.name] = found.value
+
+    def _missing(self, flow: FlowSpec, form: FormState) -> SlotSpec | None:
+        for slot in flow.slots:
+            if slot.name not in form.slots and slot.name not in form.declined:
+                return slot
+        return None
+
+    def _next_step(self, flow: FlowSpec, form: FormState) -> str:
+        slot = self._missing(flow, form)
+        if slot is not None:
+            form.asking = slot.name
+            form.confirming = False
+            return self.r.text(slot.prompt)
+        form.asking = None
+        form.confirming = True
+        return self._summary(flow, form) + "\n" + self.r.text("form.confirm_prompt")
+
+    def _summary(self, flow: FlowSpec, form: FormState) -> str:
+        not_given = self.r.text("summary.not_given")
+        values: dict[str, Any] = {s.name: form.slots.get(s.name) or not_given for s in flow.slots}
+        amount = form.slots.get("amount")
+        values["amount_text"] = f"{int(amount):,}元" if isinstance(amount, int) else not_given
+        values["attachments"] = f"{len(form.attachments)}张图片" if form.attachments else not_given
+        header = self.r.text("summary.header", label=flow.label)
+        return header + "\n" + self.r.text(flow.summary, **values)
+
+    def _form_turn(
+        self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
+    ) -> list[Reply]:
+        form = state.form
+        assert form is not None
+        flow = self._flow(form)
+        intent = parse.intent.name
+        if (
+            intent == "cancel"
+            or text.rstrip("吧了。!！ ") in _CANCEL_WORDS
+            or (contains_any(text, _CANCEL_WORDS) and len(text) <= 8)
+        ):
+            state.form = None
+            return [Reply(self.r.text("form.cancelled", label=flow.label))]
+        if intent == "human_handoff" or (form.offered_handoff and intent == "affirm"):
+            return self._handoff(msg, state, reason=text)
+        if form.confirming:
+            return self._confirm_turn(msg, parse, text, state, flow, form)
+
+        corrected = self._apply_corrections(flow, form, text, parse)
+        slot = flow.slot(form.asking or "") or self._missing(flow, form)
+        if slot is None:
+            return [Reply(self._next_step(flow, form))]
+        if corrected and slot.name in form.slots:
+            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
+
+        if slot.optional and (intent == "deny" or contains_any(text, self.book.decline_words)):
+            form.declined.append(slot.name)
+            form.retries = 0
+            return [
+                Reply(self.r.text("form.declined_optional") + "\n" + self._next_step(flow, form))
+            ]
+
+        switched = self._maybe_switch(msg, parse, text, state, flow, slot)
+        if switched is not None:
+            return switched
+        if is_question(text) and slot.type in ("text", "place", "name"):
+            answered = self._faq_answer(text, state, offer_flow=None)
+            if answered:
+                return [*answered, Reply(self._resume(flow, form))]
+
+        try:
+            found = self._answer_value(slot, text, parse, intent)
+        except InvalidAnswerError as exc:
+            return [self._reprompt(flow, form, exc.reply_id, **exc.values)]
+        if found is None:
+            if is_question(text):
+                answered = self._faq_answer(text, state, offer_flow=None)
+                if answered:
+                    return [*answered, Reply(self._resume(flow, form))]
+            return [self._reprompt(flow, form, slot.invalid or "invalid.text")]
+        form.slots[slot.name] = found.value
+        form.retries = 0
+        form.offered_handoff = False
+        # One answer may carry more ("王芳 13912345678"): fill other empty slots too.
+        if found.source != "text":
+            self._prefill(flow, form, text, parse)
+        self._fill_typed(flow, form, text, parse)
+        prefix = self.r.text("form.corrected") + "\n" if corrected else ""
+        return [Reply(prefix + self._next_step(flow, form))]
+
+    def _answer_value(
+        self, slot: SlotSpec, text: str, parse: ParseResult, intent: str
+    ) -> SlotValue | None:
+        # A bare "好的"/"谢谢" is a dialogue act, not an answer to "what happened".
+        if (
+            slot.type in ("text", "place", "name")
+            and len(text) <= 4
+            and intent
+            in (
+                "affirm",
+                "deny",
+                "greet",
+                "thanks",
+                "goodbye",
+            )
+        ):
+            return None
+        return extract(slot, text, parse, self.book, answering=True)
+
+    def _fill_typed(self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult) -> None:
+        for slot in flow.slots:
+            if slot.name in form.slots or slot.type not in ("phone", "amount", "name"):
+                continue
+            try:
+                found = extract(slot, text, parse, self.book, answering=False)
+            except InvalidAnswerError:
+                continue
+            if found is not None:
+                form.slots[slot.name] = found.value
+
+    def _reprompt(self, flow: FlowSpec, form: FormState, reply_id: str, **values: Any) -> Reply:
+        form.retries += 1
+        if form.retries > self.settings.max_reprompts:
+            form.offered_handoff = True
+            return Reply(self.r.text("offer_handoff"))
+        slot = flow.slot(form.asking or "")
+        again = "" if slot is None or reply_id == slot.prompt else "\n" + self.r.text(slot.prompt)
+        if reply_id.startswith("invalid.") and reply_id != "invalid.text":
+            again = ""
+        return Reply(self.r.text(reply_id, **values) + again)
+
+    def _resume(self, flow: FlowSpec, form: FormState) -> str:
+        return self.r.text("form.resume", label=flow.label) + "\n" + self._next_step(flow, form)
+
+    def _maybe_switch(
+        self,
+        msg: IncomingMessage,
+        parse: ParseResult,
+        text: str,
+        state: ConversationState,
+        flow: FlowSpec,
+        slot: SlotSpec,
+    ) -> list[Reply] | None:
+        intent = parse.intent
+        target = self.book.by_intent.get(intent.name)
+        if target is None or target.name == flow.name:
+            return None
+        if intent.confidence < self.settings.switch_confidence:
+            return None
+        typed_answer = slot.type in ("phone", "amount") and (
+            parse.first("phone") is not None or parse.first("amount") is not None
+        )
+        free_text = slot.type in ("text", "place")
+        if typed_answer or (free_text and not contains_any(text, self.book.switch_words)):
+            return None
+        state.form = None
+        lead = self.r.text("form.switched", old=flow.label)
+        started = self._start(target, msg, (text, parse), state)
+        return [Reply(lead), *started]
+
+    def _apply_corrections(
+        self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult
+    ) -> bool:
+        if not contains_any(text, self.book.correction_words):
+            return False
+        changed = False
+        for slot in flow.slots:
+            if slot.name not in form.slots or slot.from_opening:
+                continue
+            if slot.type in ("text", "place") and not slot.patterns:
+                continue
+            try:
+                found = extract(slot, text, parse, self.book, answering=False)
+            except InvalidAnswerError:
+                continue
+            if found is not None and found.value != form.slots[slot.name]:
+                form.slots[slot.name] = found.value
+                changed = True
+        return changed
+
+    def _confirm_turn(
+        self,
+        msg: IncomingMessage,
+        parse: ParseResult,
+        text: str,
+        state: ConversationState,
+        flow: FlowSpec,
+        form: FormState,
+    ) -> list[Reply]:
+        if self._apply_corrections(flow, form, text, parse):
+            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
+        intent = parse.intent.name
+        plain = text.rstrip("。!！~ ").lower()
+        if intent == "affirm" or plain in {w.lower() for w in _CONFIRM_WORDS}:
+            return self._submit(msg, state, flow, form)
+        if intent == "deny":
+            return [Reply(self.r.text("form.what_to_change"))]
+        if is_question(text):
+            answered = self._faq_answer(text, state, offer_flow=None)
+            if answered:
+                return [*answered, Reply(self._resume(flow, form))]
+        switched = self._maybe_switch(msg, parse, text, state, flow, flow.slots[0])
+        if switched is not None:
+            return switched
+        return [Reply(self.r.text("form.what_to_change"))]
+
+    def _submit(
+        self, msg: IncomingMessage, state: ConversationState, flow: FlowSpec, form: FormState
+    ) -> list[Reply]:
+        fields = dict(form.slots)
+        if form.attachments:
+            fields["attachments"] = list(form.attachments)
+        route = self.book.routes[flow.kind]
+        contact_hint = self._contact_hint(route.contact)
+        phone = form.slots.get("phone")
+        if flow.creates == "volunteer":
+            volunteer, _ = self.store.add_volunteer(
+                name=_str_or_none(fields.get("name")),
+                phone=_str_or_none(phone),
+                team=_str_or_none(fields.get("team")),
+                skill=_str_or_none(fields.get("team")),
+                availability=_str_or_none(fields.get("availability")),
+                channel=msg.channel,
+                user_id=msg.user_id,
+                dedupe_key=f"form:{form.form_id}",
+            )
+            ref = volunteer.id
+            text = self.r.text("submitted.volunteer", volunteer_id=volunteer.id)
+        else:
+            ticket, _ = self.store.create_ticket(
+                kind=flow.kind,
+                department=route.department,
+                channel=msg.channel,
+                user_id=msg.user_id,
+                phone=_str_or_none(phone),
+                fields=fields,
+                dedupe_key=f"form:{form.form_id}",
+            )
+            ref = ticket.id
+            text = self.r.text(
+                "submitted.ticket",
+                ticket_id=ticket.id,
+                department=route.department,
+                contact_hint=contact_hint,
+            )
+        state.form = None
+        state.last_submitted = {"form_id": form.form_id, "ref": ref, "flow": flow.name}
+        return [Reply(text)]
+
+    def _contact_hint(self, fact_name: str | None) -> str:
+        phone = self.fact(fact_name) if fact_name else None
+        return self.r.text("contact_hint.known", phone=phone) if phone else ""
+
+    # -- handoff, status ------------------------------------------------
+
+    def _handoff(self, msg: IncomingMessage, state: ConversationState, reason: str) -> list[Reply]:
+        route = self.book.routes["human_handoff"]
+        for ticket in self.store.list_tickets(channel=msg.channel, user_id=msg.user_id):
+            if ticket.kind == "human_handoff" and ticket.status in ("open", "assigned"):
+                state.form = None
+                return [Reply(self.r.text("handoff.exists", ticket_id=ticket.id))]
+        fields: dict[str, Any] = {"reason": reason[:500]}
+        if state.form is not None:
+            fields["unfinished_flow"] = state.form.flow
+            fields["collected"] = {k: v for k, v in state.form.slots.items() if k not in ("phone",)}
+        ticket, _ = self.store.create_ticket(
+            kind="human_handoff",
+            department=route.department,
+            channel=msg.channel,
+            user_id=msg.user_id,
+            phone=_str_or_none(state.form.slots.get("phone")) if state.form else None,
+            fields=fields,
+        )
+        state.form = None
+        return [
+            Reply(
+                self.r.text(
+                    "handoff.created",
+                    ticket_id=ticket.id,
+                    contact_hint=self._contact_hint(route.contact),
+                )
+            )
+        ]
+
+    def _status(self, msg: IncomingMessage, parse: ParseResult) -> list[Reply]:
+        tickets = self.store.list_tickets(channel=msg.channel, user_id=msg.user_id)
+        asked = parse.first("ticket_id")
+        if asked is not None:
+            wanted = str(asked.value)
+            tickets = [t for t in tickets if t.id == wanted]
+            if not tickets:
+                return [Reply(self.r.text("status.not_found", ticket_id=wanted))]
+        if not tickets:
+            return [Reply(self.r.text("status.none"))]
+        lines = [self.r.text("status.header")]
+        lines += [self._status_line(t) for t in tickets[-10:]]
+        return [Reply("\n".join(lines))]
+
+    def _status_line(self, ticket: Ticket) -> str:
+        kind_id = f"kind.{ticket.kind}"
+        kind_label = self.r.text(kind_id) if kind_id in self.r else ticket.kind
+        return self.r.text(
+            "status.line",
+            ticket_id=ticket.id,
+            kind_label=kind_label,
+            status_label=self.r.text(f"status.label.{ticket.status}"),
+            updated=ticket.updated_at[:10],
+        )
+
+    # -- groups and deep links -----------------------------------------
+
+    def _group_redirect(self, flow: FlowSpec, msg: IncomingMessage, text: str) -> Reply:
+        token = secrets.token_urlsafe(12)
+        record = {"flow": flow.name, "text": text[:500], "user_id": msg.user_id}
+        self.store.kv_set(
+            f"deeplink:{token}", json.dumps(record, ensure_ascii=False), ttl_s=DEEPLINK_TTL_S
+        )
+        return Reply(
+            self.r.text("form.group_redirect", label=flow.label),
+            buttons=(Button(label=self.r.text("form.group_button"), payload=f"/start {token}"),),
+            private_payload=token,
+        )
+
+    def _deeplink(self, msg: IncomingMessage, token: str, state: ConversationState) -> list[Reply]:
+        raw = self.store.kv_get(f"deeplink:{token}")
+        record = json.loads(raw) if raw else None
+        if not record or record.get("user_id") != msg.user_id:
+            return [Reply(self.r.text("form.deeplink_expired"))]
+        flow = self.book.flows.get(record.get("flow", ""))
+        if flow is None:
+            return [Reply(self.r.text("form.deeplink_expired"))]
+        text = str(record.get("text") or "")
+        opening = (text, self.parse(text)) if text else None
+        return self._start(flow, msg, opening, state)
+
+    # -- events and media ----------------------------------------------
+
+    def _event(self, msg: IncomingMessage, state: ConversationState, now: datetime) -> list[Reply]:
+        if msg.event == "subscribe":
+            self.store.set_subscribed(msg.channel, msg.user_id, True)
+            return [Reply(self._say("welcome"))]
+        if msg.event == "unsubscribe":
+            self.store.set_subscribed(msg.channel, msg.user_id, False)
+            return []
+        if msg.event == "start":
+            if msg.event_key:
+                if msg.event_key in self.book.menu_actions:
+                    return self._menu(msg, msg.event_key, state)
+                return self._deeplink(msg, msg.event_key, state)
+            return [Reply(self._say("welcome"))]
+        if msg.event == "menu" and msg.event_key:
+            return self._menu(msg, msg.event_key, state)
+        return []
+
+    def _menu(self, msg: IncomingMessage, key: str, state: ConversationState) -> list[Reply]:
+        action = self.book.menu_actions.get(key)
+        if action is None:
+            return [Reply(self._say("fallback"))]
+        if "start" in action:
+            state.form = None
+            return self._start(self.book.flows[action["start"]], msg, None, state)
+        if action.get("intent") == "human_handoff":
+            return self._handoff(msg, state, reason="菜单：人工服务")
+        empty = ParseResult(text="", intent=IntentScore(name="ticket_status", confidence=1.0))
+        return self._status(msg, empty)
+
+    def _media(self, msg: IncomingMessage, state: ConversationState) -> list[Reply]:
+        form = state.form
+        if msg.kind == "voice":
+            return [Reply(self.r.text("voice_unrecognised"))]
+        if msg.kind == "location":
+            label = msg.location_label or (
+                f"{msg.location[0]:.5f},{msg.location[1]:.5f}" if msg.location else "?"
+            )
+            if form is not None and not form.confirming:
+                flow = self._flow(form)
+                slot = flow.slot(form.asking or "")
+                if slot is not None and slot.accepts_location:
+                    form.slots[slot.name] = label
+                    form.retries = 0
+                    done = self.r.text("location_filled", label=label)
+                    return [Reply(done + "\n" + self._next_step(flow, form))]
+            return [Reply(self.r.text("location_ack", label=label))]
+        if msg.kind == "image":
+            if form is not None and form.flow == "report_issue" and msg.media_ref:
+                form.attachments.append(msg.media_ref[:500])
+                flow = self._flow(form)
+                return [Reply(self.r.text("image_attached") + "\n" + self._next_step(flow, form))]
+            return [Reply(self.r.text("image_polite"))]
+        what_id = f"media.{msg.kind}"
+        what = self.r.text(what_id) if what_id in self.r else self.r.text("media.other")
+        return [Reply(self.r.text("media_polite", what=what))]
+
+    # -- helpers --------------------------------------------------------
+
+    def _say(self, reply_id: str) -> str:
+        return self.r.text(reply_id, capabilities=self.r.text("capabilities"))
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,136 @@
+"""Reading slot values out of a message: entities, patterns, names, free text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flows.definitions import FlowBook, SlotSpec
+from nlu.types import ParseResult
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_DIGITS = re.compile(r"[0-9０-９]")
+_NAME_CHARS = re.compile(r"^(?:[\u4e00-\u9fa5·]{2,10}|[A-Za-z][A-Za-z ·.'-]{1,30})$")
+# Characters that turn "我是开馕店的" into something other than a name.
+_NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯")
+_QUESTION = re.compile(
+    r"[?？]|吗|么$|呢$|多少|几点|几天|几个|哪里|哪儿|哪个|哪些|在哪|什么|啥|怎么|怎样|如何|"
+    r"是否|能不能|可不可以|可以吗|有没有|要不要|需不需要|需要什么|收费|多久|多长时间"
+)
+
+
+@dataclass(frozen=True)
+class SlotValue:
+    value: str | int
+    source: str  # "entity", "pattern", "name", "text", "location"
+
+
+class InvalidAnswerError(Exception):
+    """An answer of the right kind but wrong value (a 10-digit phone, an amount
+    out of range); carries the reply id of the specific re-prompt."""
+
+    def __init__(self, reply_id: str, **values: object) -> None:
+        super().__init__(reply_id)
+        self.reply_id = reply_id
+        self.values = values
+
+
+def is_question(text: str) -> bool:
+    return bool(_QUESTION.search(text))
+
+
+def contains_any(text: str, words: tuple[str, ...] | frozenset[str]) -> bool:
+    return any(w and w in text for w in words)
+
+
+def _entity_value(parse: ParseResult, name: str) -> str | int | None:
+    entity = parse.first(name)
+    return entity.value if entity is not None else None
+
+
+def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
+    for pattern in book.name_patterns:
+        match = pattern.search(text)
+        if match:
+            name = (match.groupdict().get("v") or match.group(0)).strip()
+            if _acceptable_name(name, book):
+                return name
+    if answering:
+        bare = re.sub(r"[\s，。,.!！~～]+$", "", text.strip())
+        bare = re.sub(r"^(?:叫|是|姓名|名字)[:：]?", "", bare)
+        if _NAME_CHARS.match(bare) and _acceptable_name(bare, book):
+            return bare
+    return None
+
+
+def _acceptable_name(name: str, book: FlowBook) -> bool:
+    if not name or name in book.not_names or _DIGITS.search(name):
+        return False
+    if _CJK.search(name) and (set(name) & _NOT_IN_NAMES):
+        return False
+    return 2 <= len(name) <= 30
+
+
+def from_patterns(slot: SlotSpec, text: str) -> str | None:
+    for pattern in slot.patterns:
+        match = pattern.search(text)
+        if match:
+            value = (match.groupdict().get("v") or match.group(0)).strip(" ，。,.")
+            if len(value) >= slot.min_chars:
+                return value
+    return None
+
+
+def meaningful_remainder(text: str, parse: ParseResult, book: FlowBook) -> str:
+    """What is left of a message once entities, names and filler are removed:
+    judges whether an opening message already describes the problem."""
+    rest = text
+    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+        rest = rest[: entity.start] + rest[entity.end :]
+    for word in book.filler_words:
+        rest = rest.replace(word, "")
+    return "".join(_CJK.findall(rest))
+
+
+def extract(
+    slot: SlotSpec,
+    text: str,
+    parse: ParseResult,
+    book: FlowBook,
+    *,
+    answering: bool,
+) -> SlotValue | None:
+    """The value this message gives the slot, or None. With `answering`, the
+    bot has just asked for this slot, so a plain reply counts. Raises
+    InvalidAnswerError for an answer of the right kind with a wrong value."""
+    if slot.type == "phone":
+        phone = _entity_value(parse, "phone")
+        if phone is not None:
+            return SlotValue(str(phone), "entity")
+        if answering and len(_DIGITS.findall(text)) >= 5:
+            raise InvalidAnswerError(slot.invalid or "invalid.phone")
+        return None
+    if slot.type == "amount":
+        amount = _entity_value(parse, "amount")
+        if amount is None:
+            if answering and _DIGITS.search(text):
+                raise InvalidAnswerError("invalid.amount_missing")
+            return None
+        low = slot.min if slot.min is not None else 1
+        high = slot.max if slot.max is not None else 10**12
+        if not low <= int(amount) <= high:
+            if answering or slot.invalid:
+                raise InvalidAnswerError(slot.invalid or "invalid.amount", min=low, max=high)
+            return None
+        return SlotValue(int(amount), "entity")
+    if slot.type == "name":
+        name = find_name(text, book, answering=answering)
+        return SlotValue(name, "name") if name else None
+    value = from_patterns(slot, text)
+    if value:
+        return SlotValue(value, "pattern")
+    if answering:
+        cleaned = text.strip()
+        if (len(cleaned) >= slot.min_chars and _CJK.search(cleaned)) or len(cleaned) >= 4:
+            return SlotValue(cleaned[:500], "text")
+    return None

@@ -1,0 +1,885 @@
+"""The embedded SQLite store: tickets, their audit trail, volunteers, conversations,
+the outbox, the message log, processed-message records and a small key/value cache.
+
+sqlite-utils creates and migrates the schema; writes that belong together run in
+one `BEGIN IMMEDIATE` transaction on a connection in autocommit mode, so that two
+processes on the same file serialise their writes and lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+# Ticket ids are read out on the phone, so they carry the local (China) date
+# and a short daily sequence: TX261126-0042.
+LOCAL_TZ = timezone(timedelta(hours=8))
+
+TICKET_STATUSES: tuple[str, ...] = (
+    "open",
+    "assigned",
+    "in_progress",
+    "resolved",
+    "closed",
+    "cancelled",
+)
+# Forward moves may skip steps (a desk can resolve an open ticket at once);
+# the only way back is reopening a resolved ticket.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"assigned", "in_progress", "resolved", "cancelled"}),
+    "assigned": frozenset({"assigned", "in_progress", "resolved", "cancelled"}),
+    "in_progress": frozenset({"resolved", "cancelled"}),
+    "resolved": frozenset({"closed", "in_progress"}),
+    "closed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+# Tickets of a user who asked to be forgotten keep only this in `user_id`.
+FORGOTTEN_USER_ID = "forgotten"
+
+# Tables whose rows belong to one user and go entirely when they are forgotten.
+_PERSONAL_TABLES: tuple[str, ...] = (
+    "conversations",
+    "message_log",
+    "volunteers",
+    "outbox",
+    "channel_users",
+)
+
+
+class StoreError(Exception):
+    """Base class of the store's domain errors."""
+
+
+class TicketNotFoundError(StoreError):
+    pass
+
+
+class IllegalTransitionError(StoreError):
+    pass
+
+
+class SchemaTooNewError(StoreError):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    kind: str
+    status: str
+    department: str
+    channel: str
+    user_id: str
+    phone: str | None
+    fields: dict[str, Any]
+    assignee: str | None
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "department": self.department,
+            "channel": self.channel,
+            "user_id": self.user_id,
+            "phone": self.phone,
+            "fields": self.fields,
+            "assignee": self.assignee,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "resolved_at": self.resolved_at,
+        }
+
+
+@dataclass(frozen=True)
+class TicketEvent:
+    id: int
+    ticket_id: str
+    at: str
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    id: str
+    name: str | None
+    phone: str | None
+    team: str | None
+    skill: str | None
+    availability: str | None
+    channel: str
+    user_id: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phone": self.phone,
+            "team": self.team,
+            "skill": self.skill,
+            "availability": self.availability,
+            "channel": self.channel,
+            "user_id": self.user_id,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    channel: str
+    user_id: str
+    chat_id: str | None
+    text: str
+    ticket_id: str | None
+    status: str  # pending, sent, failed
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    created_at: str
+    sent_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Stats:
+    by_kind_status: dict[str, dict[str, int]] = field(default_factory=dict)
+    total: int = 0
+    completed: int = 0
+    median_resolve_hours: float | None = None
+
+    @property
+    def completion_rate(self) -> float | None:
+        return self.completed / self.total if self.total else None
+
+
+def _ticket_from_row(row: dict[str, Any]) -> Ticket:
+    return Ticket(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        department=row["department"],
+        channel=row["channel"],
+        user_id=row["user_id"],
+        phone=row["phone"],
+        fields=json.loads(row["fields"] or "{}"),
+        assignee=row["assignee"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        resolved_at=row["resolved_at"],
+    )
+
+
+def _volunteer_from_row(row: dict[str, Any]) -> Volunteer:
+    return Volunteer(
+        id=row["id"],
+        name=row["name"],
+        phone=row["phone"],
+        team=row["team"],
+        skill=row["skill"],
+        availability=row["availability"],
+        channel=row["channel"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+    )
+
+
+def _outbox_from_row(row: dict[str, Any]) -> OutboxItem:
+    return OutboxItem(**{k: row[k] for k in OutboxItem.__dataclass_fields__})
+
+
+def _migrate_to_1(db: sqlite_utils.Database) -> None:
+    db["tickets"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "kind": str,
+            "status": str,
+            "department": str,
+            "channel": str,
+            "user_id": str,
+            "phone": str,
+            "fields": str,
+            "assignee": str,
+            "dedupe_key": str,
+            "created_at": str,
+            "updated_at": str,
+            "resolved_at": str,
+        },
+        pk="id",
+        not_null={"kind", "status", "department", "channel", "user_id", "created_at"},
+    )
+    db["tickets"].create_index(["dedupe_key"], unique=True)  # type: ignore[union-attr]
+    db["tickets"].create_index(["channel", "user_id"])  # type: ignore[union-attr]
+    db["tickets"].create_index(["status"])  # type: ignore[union-attr]
+    db["ticket_events"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "ticket_id": str,
+            "at": str,
+            "actor": str,
+            "action": str,
+            "from_status": str,
+            "to_status": str,
+            "note": str,
+        },
+        pk="id",
+        foreign_keys=[("ticket_id", "tickets", "id")],
+    )
+    db["ticket_events"].create_index(["ticket_id"])  # type: ignore[union-attr]
+    db["volunteers"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "name": str,
+            "phone": str,
+            "team": str,
+            "skill": str,
+            "availability": str,
+            "channel": str,
+            "user_id": str,
+            "dedupe_key": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["volunteers"].create_index(["dedupe_key"], unique=True)  # type: ignore[union-attr]
+    db["conversations"].create(  # type: ignore[union-attr]
+        {
+            "channel": str,
+            "user_id": str,
+            "state": str,
+            "state_version": int,
+            "updated_at": str,
+        },
+        pk=("channel", "user_id"),
+    )
+    db["outbox"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "channel": str,
+            "user_id": str,
+            "chat_id": str,
+            "text": str,
+            "ticket_id": str,
+            "status": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "last_error": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        defaults={"status": "pending", "attempts": 0},
+    )
+    db["outbox"].create_index(["status", "channel", "next_attempt_at"])  # type: ignore[union-attr]
+    db["outbox"].create_index(["channel", "user_id", "status"])  # type: ignore[union-attr]
+    db["message_log"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "at": str,
+            "channel": str,
+            "user_id": str,
+            "direction": str,
+            "text": str,
+            "intent": str,
+        },
+        pk="id",
+    )
+    db["processed_messages"].create(  # type: ignore[union-attr]
+        {"key": str, "status": str, "reply": str, "created_at": str, "updated_at": str},
+        pk="key",
+    )
+    db["kv"].create({"key": str, "value": str, "expires_at": float}, pk="key")  # type: ignore[union-attr]
+    db["sequences"].create({"name": str, "value": int}, pk="name")  # type: ignore[union-attr]
+    db["channel_users"].create(  # type: ignore[union-attr]
+        {"channel": str, "user_id": str, "subscribed": int, "updated_at": str},
+        pk=("channel", "user_id"),
+    )
+
+
+# Each step takes the schema from version i to i + 1. Add new steps at the end;
+# never edit a released one.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+
+
+class Store:
+    """One SQLite file. Safe to share between threads of one process (a lock
+    serialises use of the single connection) and between processes (WAL and
+    `BEGIN IMMEDIATE`)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.db = sqlite_utils.Database(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Erased personal data must not linger in free pages of the file (PIPL);
+        # some SQLite builds default to off.
+        conn.execute("PRAGMA secure_delete=ON")
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it, so that old page
+        images (e.g. of erased rows) leave the disk. Best effort while other
+        connections read."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested use joins the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._conn.execute("COMMIT")
+
+    def _exec(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            current = self.schema_version()
+            if current > len(MIGRATIONS):
+                raise SchemaTooNewError(
+                    f"{self.path} has schema version {current}; this tongxin knows "
+                    f"up to {len(MIGRATIONS)}. Upgrade tongxin."
+                )
+            for step in range(current, len(MIGRATIONS)):
+                MIGRATIONS[step](self.db)
+                self._conn.execute(f"PRAGMA user_version={step + 1}")
+
+    # -- tickets --------------------------------------------------------
+
+    def _next_ticket_id(self, now: datetime) -> str:
+        day = now.astimezone(LOCAL_TZ).strftime("%y%m%d")
+        name = f"ticket:{day}"
+        self._exec(
+            "INSERT INTO sequences(name, value) VALUES (?, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            (name,),
+        )
+        row = self._one("SELECT value FROM sequences WHERE name = ?", (name,))
+        assert row is not None
+        return f"TX{day}-{int(row['value']):04d}"
+
+    def create_ticket(
+        self,
+        *,
+        kind: str,
+        department: str,
+        channel: str,
+        user_id: str,
+        phone: str | None,
+        fields: dict[str, Any],
+        dedupe_key: str | None = None,
+        actor: str = "user",
+    ) -> tuple[Ticket, bool]:
+        """Create a ticket; with a `dedupe_key` seen before, return the existing
+        ticket instead. Returns (ticket, created)."""
+        with self.transaction():
+            if dedupe_key:
+                row = self._one("SELECT * FROM tickets WHERE dedupe_key = ?", (dedupe_key,))
+                if row:
+                    return _ticket_from_row(row), False
+            now = utcnow()
+            ticket_id = self._next_ticket_id(now)
+            stamp = iso(now)
+            self._exec(
+                "INSERT INTO tickets(id, kind, status, department, channel, user_id, phone, "
+                "fields, assignee, dedupe_key, created_at, updated_at, resolved_at) "
+                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
+                (
+                    ticket_id,
+                    kind,
+                    department,
+                    channel,
+                    user_id,
+                    phone,
+                    json.dumps(fields, ensure_ascii=False),
+                    dedupe_key,
+                    stamp,
+                    stamp,
+                ),
+            )
+            self._add_event(ticket_id, actor, "created", None, "open", None, stamp)
+            row = self._one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+            assert row is not None
+            return _ticket_from_row(row), True
+
+    def _add_event(
+        self,
+        ticket_id: str,
+        actor: str,
+        action: str,
+        from_status: str | None,
+        to_status: str | None,
+        note: str | None,
+        at: str,
+    ) -> None:
+        self._exec(
+            "INSERT INTO ticket_events(ticket_id, at, actor, action, from_status, to_status, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ticket_id, at, actor, action, from_status, to_status, note),
+        )
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        row = self._one("SELECT * FROM tickets WHERE id = ?", (ticket_id.strip().upper(),))
+        if row is None:
+            raise TicketNotFoundError(f"no ticket {ticket_id}")
+        return _ticket_from_row(row)
+
+    def list_tickets(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        channel: str | None = None,
+        user_id: str | None = None,
+    ) -> list[Ticket]:
+        where, params = [], []
+        for column, value in (
+            ("status", status),
+            ("kind", kind),
+            ("channel", channel),
+            ("user_id", user_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM tickets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        return [_ticket_from_row(r) for r in self._rows(sql, tuple(params))]
+
+    def ticket_events(self, ticket_id: str) -> list[TicketEvent]:
+        rows = self._rows(
+            "SELECT * FROM ticket_events WHERE ticket_id = ? ORDER BY id",
+            (ticket_id.strip().upper(),),
+        )
+        return [TicketEvent(**r) for r in rows]
+
+    def change_ticket(
+        self,
+        ticket_id: str,
+        *,
+        actor: str,
+        status: str | None = None,
+        assignee: str | None = None,
+        note: str | None = None,
+        notify_text: str | None = None,
+    ) -> Ticket:
+        """Move a ticket (status and/or assignee), write the event and queue
+        `notify_text` to the ticket's user, all in one transaction."""
+        if status is not None and status not in TICKET_STATUSES:
+            raise IllegalTransitionError(
+                f"unknown status {status!r}; one of: {', '.join(TICKET_STATUSES)}"
+            )
+        with self.transaction():
+            ticket = self.get_ticket(ticket_id)
+            new_status = status or ticket.status
+            moving = status is not None and (status != ticket.status or status == "assigned")
+            if moving and new_status not in ALLOWED_TRANSITIONS[ticket.status]:
+                raise IllegalTransitionError(
+                    f"ticket {ticket.id} is {ticket.status}; it cannot become {new_status}"
+                )
+            stamp = iso(utcnow())
+            resolved_at = ticket.resolved_at
+            if new_status == "resolved":
+                resolved_at = stamp
+            elif new_status == "in_progress" and ticket.status == "resolved":
+                resolved_at = None
+            self._exec(
+                "UPDATE tickets SET status = ?, assignee = ?, updated_at = ?, resolved_at = ? "
+                "WHERE id = ?",
+                (new_status, assignee or ticket.assignee, stamp, resolved_at, ticket.id),
+            )
+            action = "assigned" if assignee else ("status" if status else "note")
+            full_note = note
+            if assignee:
+                full_note = f"→ {assignee}" + (f": {note}" if note else "")
+            self._add_event(ticket.id, actor, action, ticket.status, new_status, full_note, stamp)
+            if notify_text:
+                self.enqueue(ticket.channel, ticket.user_id, notify_text, ticket_id=ticket.id)
+            return self.get_ticket(ticket.id)
+
+    def stats(self) -> Stats:
+        stats = Stats()
+        for row in self._rows("SELECT kind, status, COUNT(*) AS n FROM tickets GROUP BY 1, 2"):
+            stats.by_kind_status.setdefault(row["kind"], {})[row["status"]] = row["n"]
+            stats.total += row["n"]
+            if row["status"] in ("resolved", "closed"):
+                stats.completed += row["n"]
+        hours = sorted(
+            (parse_iso(r["resolved_at"]) - parse_iso(r["created_at"])).total_seconds() / 3600
+            for r in self._rows(
+                "SELECT created_at, resolved_at FROM tickets WHERE resolved_at IS NOT NULL"
+            )
+        )
+        if hours:
+            mid = len(hours) // 2
+            stats.median_resolve_hours = (
+                hours[mid] if len(hours) % 2 else (hours[mid - 1] + hours[mid]) / 2
+            )
+        return stats
+
+    # -- volunteers -----------------------------------------------------
+
+    def add_volunteer(
+        self,
+        *,
+        name: str | None,
+        phone: str | None,
+        team: str | None,
+        skill: str | None,
+        availability: str | None,
+        channel: str,
+        user_id: str,
+        dedupe_key: str | None = None,
+    ) -> tuple[Volunteer, bool]:
+        with self.transaction():
+            if dedupe_key:
+                row = self._one("SELECT * FROM volunteers WHERE dedupe_key = ?", (dedupe_key,))
+                if row:
+                    return _volunteer_from_row(row), False
+            now = utcnow()
+            day = now.astimezone(LOCAL_TZ).strftime("%y%m%d")
+            name_seq = f"volunteer:{day}"
+            self._exec(
+                "INSERT INTO sequences(name, value) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (name_seq,),
+            )
+            seq = self._one("SELECT value FROM sequences WHERE name = ?", (name_seq,))
+            assert seq is not None
+            vid = f"VT{day}-{int(seq['value']):04d}"
+            self._exec(
+                "INSERT INTO volunteers(id, name, phone, team, skill, availability, channel, "
+                "user_id, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    vid,
+                    name,
+                    phone,
+                    team,
+                    skill,
+                    availability,
+                    channel,
+                    user_id,
+                    dedupe_key,
+                    iso(now),
+                ),
+            )
+            row = self._one("SELECT * FROM volunteers WHERE id = ?", (vid,))
+            assert row is not None
+            return _volunteer_from_row(row), True
+
+    def list_volunteers(self, *, user_id: str | None = None) -> list[Volunteer]:
+        if user_id is None:
+            rows = self._rows("SELECT * FROM volunteers ORDER BY created_at, id")
+        else:
+            rows = self._rows(
+                "SELECT * FROM volunteers WHERE user_id = ? ORDER BY created_at, id", (user_id,)
+            )
+        return [_volunteer_from_row(r) for r in rows]
+
+    # -- conversations --------------------------------------------------
+
+    def load_conversation(self, channel: str, user_id: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT state FROM conversations WHERE channel = ? AND user_id = ?",
+            (channel, user_id),
+        )
+        if row is None:
+            return None
+        state: dict[str, Any] = json.loads(row["state"])
+        return state
+
+    def save_conversation(
+        self, channel: str, user_id: str, state: dict[str, Any], state_version: int
+    ) -> None:
+        self._exec(
+            "INSERT INTO conversations(channel, user_id, state, state_version, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(channel, user_id) DO UPDATE SET "
+            "state = excluded.state, state_version = excluded.state_version, "
+            "updated_at = excluded.updated_at",
+            (channel, user_id, json.dumps(state, ensure_ascii=False), state_version, iso(utcnow())),
+        )
+
+    # -- outbox ---------------------------------------------------------
+
+    def enqueue(
+        self,
+        channel: str,
+        user_id: str,
+        text: str,
+        *,
+        ticket_id: str | None = None,
+        chat_id: str | None = None,
+    ) -> int:
+        now = iso(utcnow())
+        cur = self._exec(
+            "INSERT INTO outbox(channel, user_id, chat_id, text, ticket_id, status, attempts, "
+            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            (channel, user_id, chat_id, text, ticket_id, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def due_outbox(self, channel: str, *, limit: int = 50) -> list[OutboxItem]:
+        rows = self._rows(
+            "SELECT * FROM outbox WHERE channel = ? AND status = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (channel, iso(utcnow()), limit),
+        )
+        return [_outbox_from_row(r) for r in rows]
+
+    def take_outbox_for_user(self, channel: str, user_id: str) -> list[OutboxItem]:
+        """Pending messages for a user of a channel that delivers in-line (the
+        shell), marked sent in the same transaction."""
+        with self.transaction():
+            rows = self._rows(
+                "SELECT * FROM outbox WHERE channel = ? AND user_id = ? AND status = 'pending' "
+                "ORDER BY id",
+                (channel, user_id),
+            )
+            if rows:
+                self._exec(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
+                    f"WHERE id IN ({','.join('?' * len(rows))})",
+                    (iso(utcnow()), *[r["id"] for r in rows]),
+                )
+        return [_outbox_from_row(r) for r in rows]
+
+    def mark_outbox_sent(self, item_id: int) -> None:
+        self._exec(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+            "last_error = NULL WHERE id = ?",
+            (iso(utcnow()), item_id),
+        )
+
+    def mark_outbox_failed(self, item_id: int, error: str, *, retry_in_s: float | None) -> None:
+        """Record a failed attempt. With `retry_in_s` the row stays pending and is
+        retried later; without it the failure is final and stays visible to staff."""
+        if retry_in_s is None:
+            self._exec(
+                "UPDATE outbox SET status = 'failed', last_error = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (error, item_id),
+            )
+        else:
+            later = iso(utcnow() + timedelta(seconds=retry_in_s))
+            self._exec(
+                "UPDATE outbox SET last_error = ?, attempts = attempts + 1, next_attempt_at = ? "
+                "WHERE id = ?",
+                (error, later, item_id),
+            )
+
+    def list_outbox(
+        self, *, status: str | None = None, ticket_id: str | None = None
+    ) -> list[OutboxItem]:
+        where, params = [], []
+        for column, value in (("status", status), ("ticket_id", ticket_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM outbox" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._rows(sql + " ORDER BY id", tuple(params))
+        return [_outbox_from_row(r) for r in rows]
+
+    # -- message log ----------------------------------------------------
+
+    def log_message(
+        self, channel: str, user_id: str, direction: str, text: str, intent: str | None = None
+    ) -> None:
+        """`text` must already be masked by the caller."""
+        self._exec(
+            "INSERT INTO message_log(at, channel, user_id, direction, text, intent) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (iso(utcnow()), channel, user_id, direction, text, intent),
+        )
+
+    def message_log(self, channel: str, user_id: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM message_log WHERE channel = ? AND user_id = ? ORDER BY id",
+            (channel, user_id),
+        )
+
+    # -- processed messages (platform retries) --------------------------
+
+    def processed_reply(self, key: str) -> str | None:
+        """The stored reply of a platform message already handled, if any. Call
+        inside the transaction that would handle it, so that a concurrent retry
+        waits for the first delivery to commit and then sees its reply."""
+        row = self._one("SELECT reply FROM processed_messages WHERE key = ?", (key,))
+        return None if row is None else str(row["reply"])
+
+    def record_processed(self, key: str, reply: str) -> None:
+        now = iso(utcnow())
+        self._exec(
+            "INSERT INTO processed_messages(key, status, reply, created_at, updated_at) "
+            "VALUES (?, 'done', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "reply = excluded.reply, updated_at = excluded.updated_at",
+            (key, reply, now, now),
+        )
+
+    def prune_processed(self, *, older_than_s: float) -> int:
+        cutoff = iso(utcnow() - timedelta(seconds=older_than_s))
+        cur = self._exec("DELETE FROM processed_messages WHERE created_at < ?", (cutoff,))
+        return int(cur.rowcount)
+
+    # -- key/value cache (shared access tokens) -------------------------
+
+    def kv_get(self, key: str) -> str | None:
+        row = self._one("SELECT value, expires_at FROM kv WHERE key = ?", (key,))
+        if row is None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] <= time.time():
+            return None
+        return str(row["value"])
+
+    def kv_set(self, key: str, value: str, *, ttl_s: float | None = None) -> None:
+        expires = time.time() + ttl_s if ttl_s is not None else None
+        self._exec(
+            "INSERT INTO kv(key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET value = excluded.value, expires_at = excluded.expires_at",
+            (key, value, expires),
+        )
+
+    def kv_delete(self, key: str) -> None:
+        self._exec("DELETE FROM kv WHERE key = ?", (key,))
+
+    # -- channel users --------------------------------------------------
+
+    def set_subscribed(self, channel: str, user_id: str, subscribed: bool) -> None:
+        self._exec(
+            "INSERT INTO channel_users(channel, user_id, subscribed, updated_at) VALUES "
+            "(?, ?, ?, ?) ON CONFLICT(channel, user_id) DO UPDATE SET "
+            "subscribed = excluded.subscribed, updated_at = excluded.updated_at",
+            (channel, user_id, int(subscribed), iso(utcnow())),
+        )
+
+    def is_subscribed(self, channel: str, user_id: str) -> bool | None:
+        row = self._one(
+            "SELECT subscribed FROM channel_users WHERE channel = ? AND user_id = ?",
+            (channel, user_id),
+        )
+        return None if row is None else bool(row["subscribed"])
+
+    # -- privacy --------------------------------------------------------
+
+    def user_data_counts(self, user_id: str, *, channel: str | None = None) -> dict[str, int]:
+        """What `forget_user` would touch, with the same keys; changes nothing."""
+        chan_sql, chan_params = ("", ()) if channel is None else (" AND channel = ?", (channel,))
+        counts = {}
+        for key, table in (("tickets_anonymised", "tickets"), *((t, t) for t in _PERSONAL_TABLES)):
+            row = self._one(
+                f"SELECT COUNT(*) AS n FROM {table} WHERE user_id = ?{chan_sql}",
+                (user_id, *chan_params),
+            )
+            counts[key] = int(row["n"]) if row else 0
+        return counts
+
+    def forget_user(self, user_id: str, *, channel: str | None = None) -> dict[str, int]:
+        """Erase a user's personal data (PIPL): conversations, message log,
+        volunteer signups and outbox rows go; tickets stay for statistics with
+        the user, phone and free-text fields removed."""
+        counts: dict[str, int] = {}
+        chan_sql, chan_params = ("", ()) if channel is None else (" AND channel = ?", (channel,))
+        with self.transaction():
+            tickets = self._rows(
+                f"SELECT id, fields FROM tickets WHERE user_id = ?{chan_sql}",
+                (user_id, *chan_params),
+            )
+            stamp = iso(utcnow())
+            for t in tickets:
+                kept = {"anonymised": True}
+                self._exec(
+                    "UPDATE tickets SET user_id = ?, phone = NULL, fields = ?, "
+                    "dedupe_key = NULL, updated_at = ? WHERE id = ?",
+                    (FORGOTTEN_USER_ID, json.dumps(kept), stamp, t["id"]),
+                )
+                self._exec("UPDATE ticket_events SET note = NULL WHERE ticket_id = ?", (t["id"],))
+                self._add_event(t["id"], "privacy", "anonymised", None, None, None, stamp)
+            counts["tickets_anonymised"] = len(tickets)
+            for table in _PERSONAL_TABLES:
+                cur = self._exec(
+                    f"DELETE FROM {table} WHERE user_id = ?{chan_sql}", (user_id, *chan_params)
+                )
+                counts[table] = int(cur.rowcount)
+        return counts

@@ -1,0 +1,202 @@
+"""`Parser.parse(text) -> ParseResult`: tokenise, classify, extract entities, apply fallback.
+
+Use `load_parser(settings)` to get one: it loads the saved model, retrains it
+when the training data changed (or refuses with a clear error when it cannot),
+and wires the optional Rasa backend. A `Parser` holds no mutable state after
+construction, so one instance can serve many threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from nlu.classifier import (
+    ClassifierConfig,
+    IntentModel,
+    ModelError,
+    ModelIncompatibleError,
+    ModelNotFoundError,
+    compatibility_problem,
+    load_model,
+    read_metadata,
+)
+from nlu.entities import extract_entities
+from nlu.features import FeatureConfig, Featurizer
+from nlu.rasa_backend import RasaClient
+from nlu.settings import NluSettings
+from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
+from nlu.training import train_and_save
+from nlu.training_data import data_fingerprint, default_data_paths, resolve_data_paths
+from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
+
+Notify = Callable[[str], None]
+
+
+class ModelStaleError(ModelError):
+    """The saved model was trained on other data and retraining is not allowed here."""
+
+
+class Parser:
+    """Message -> ParseResult with Rasa's fallback rules.
+
+    `fallback_threshold`: below this top confidence the intent is `nlu_fallback`.
+    `ambiguity_threshold`: when top1 - top2 is below this, the intent is `nlu_fallback`.
+    In both cases `intent_ranking` keeps the classifier's real ranking.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        model: IntentModel,
+        *,
+        fallback_threshold: float,
+        ambiguity_threshold: float,
+        remote: RasaClient | None = None,
+    ):
+        self.model = model
+        self.featurizer = Featurizer(tokenizer, model.feature_config, model.patterns)
+        self.fallback_threshold = fallback_threshold
+        self.ambiguity_threshold = ambiguity_threshold
+        self.remote = remote
+
+    def rank(self, text: str, entities: Sequence[Entity] = ()) -> tuple[list[IntentScore], int]:
+        """The embedded model's ranking, best first, and how many features it knew."""
+        norm = normalize_text(text)[: self.model.feature_config.max_chars]
+        features = self.featurizer.features_normalized(norm, entities)
+        ranking, known = self.model.rank(features)
+        return [IntentScore(name, conf) for name, conf in ranking], known
+
+    def parse(self, text: str) -> ParseResult:
+        """Never raises for any string: unusable input gives `nlu_fallback`."""
+        clean = sanitize_text(text if isinstance(text, str) else str(text))
+        entities = extract_entities(clean)
+        remote = self.remote.parse(clean) if self.remote is not None else None
+        if remote is not None:
+            ranking = [IntentScore(name, conf) for name, conf in remote.ranking]
+            known = 1
+            entities = _merge_entities(entities, remote.entities)
+        else:
+            ranking, known = self.rank(clean, entities)
+        return ParseResult(
+            text=clean,
+            intent=self.decide(ranking, known),
+            intent_ranking=tuple(ranking),
+            entities=tuple(entities),
+        )
+
+    def decide(self, ranking: Sequence[IntentScore], known_features: int = 1) -> IntentScore:
+        """Top intent, or `nlu_fallback` (with Rasa's convention: confidence = threshold)."""
+        fallback = IntentScore(FALLBACK_INTENT, self.fallback_threshold)
+        if not ranking or known_features == 0:
+            return fallback
+        top = ranking[0]
+        second = ranking[1].confidence if len(ranking) > 1 else 0.0
+        if not math.isfinite(top.confidence) or top.confidence < self.fallback_threshold:
+            return fallback
+        if top.confidence - second < self.ambiguity_threshold:
+            return fallback
+        return top
+
+    def parse_dict(self, text: str) -> dict[str, Any]:
+        return self.parse(text).to_dict()
+
+
+def _merge_entities(ours: Sequence[Entity], theirs: Sequence[Entity]) -> list[Entity]:
+    merged = list(ours)
+    for entity in theirs:
+        if not any(entity.start < e.end and e.start < entity.end for e in merged):
+            merged.append(entity)
+    return sorted(merged, key=lambda e: e.start)
+
+
+def jieba_version() -> str:
+    try:
+        return importlib_metadata.version("jieba")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def ensure_model(
+    settings: NluSettings,
+    tokenizer: Tokenizer,
+    notify: Notify | None = None,
+    feature_config: FeatureConfig | None = None,
+    classifier_config: ClassifierConfig | None = None,
+) -> IntentModel:
+    """The model for `settings`: loaded when current, retrained when missing, stale or
+    incompatible and the data is available (and `auto_train`), otherwise an error
+    saying why. A stale model is never used silently."""
+    feature_config = feature_config or FeatureConfig()
+    classifier_config = classifier_config or ClassifierConfig()
+    model_dir = settings.resolved_model_dir()
+    data_files = (
+        resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()
+    )
+    data_available = bool(data_files) and all(p.is_file() for p in data_files)
+    extra = [settings.userdict] if settings.userdict is not None else []
+
+    error: type[ModelError]
+    try:
+        metadata = read_metadata(model_dir)
+    except ModelNotFoundError:
+        reason, error = f"no NLU model in {model_dir} yet", ModelNotFoundError
+    except ModelIncompatibleError as exc:
+        reason, error = str(exc), ModelIncompatibleError
+    else:
+        problem = compatibility_problem(metadata, jieba_version())
+        if problem is not None:
+            reason, error = f"NLU model in {model_dir} is incompatible: {problem}", (
+                ModelIncompatibleError
+            )
+        elif data_available and metadata.get("data_hash") != data_fingerprint(data_files, extra):
+            reason, error = f"NLU model in {model_dir} is stale (training data changed)", (
+                ModelStaleError
+            )
+        elif data_available and (
+            metadata.get("feature_config") != feature_config.to_dict()
+            or metadata.get("classifier") != classifier_config.to_dict()
+        ):
+            reason, error = f"NLU model in {model_dir} used other feature settings", ModelStaleError
+        else:
+            try:
+                return load_model(model_dir, metadata)
+            except ModelIncompatibleError as exc:
+                reason, error = str(exc), ModelIncompatibleError
+    if not (data_available and settings.auto_train):
+        why = "no training data found" if not data_available else "automatic training is off"
+        raise error(f"{reason}; {why}: run `tongxin nlu train`")
+    if notify is not None:
+        notify(f"{reason}: training it now from {len(data_files)} data file(s)...")
+    model, summary = train_and_save(
+        data_files, model_dir, tokenizer, feature_config, classifier_config
+    )
+    if notify is not None:
+        notify(
+            f"trained on {summary.n_examples} examples in {summary.seconds:.1f} s; "
+            f"saved to {model_dir}"
+        )
+    return model
+
+
+def load_parser(
+    settings: NluSettings | None = None, *, notify: Notify | None = None, **overrides: Any
+) -> Parser:
+    """A ready Parser. `overrides` replace fields of `settings`, e.g.
+    `load_parser(model_dir=Path(...), fallback_threshold=0.5, rasa_url="http://...")`."""
+    settings = replace(settings or NluSettings(), **overrides)
+    tokenizer = Tokenizer(settings.userdict, settings.resolved_cache_dir())
+    model = ensure_model(settings, tokenizer, notify)
+    remote = (
+        RasaClient(settings.rasa_url, timeout=settings.rasa_timeout) if settings.rasa_url else None
+    )
+    return Parser(
+        tokenizer,
+        model,
+        fallback_threshold=settings.fallback_threshold,
+        ambiguity_threshold=settings.ambiguity_threshold,
+        remote=remote,
+    )

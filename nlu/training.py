@@ -1,0 +1,88 @@
+"""From training data to a saved model: featurise, fit, write with metadata."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlu.classifier import (
+    ClassifierConfig,
+    IntentModel,
+    library_versions,
+    save_model,
+    train_intent_model,
+)
+from nlu.entities import extract_entities
+from nlu.features import FeatureConfig, Featurizer, Patterns
+from nlu.tokenizer import Tokenizer
+from nlu.training_data import Example, Problem, TrainingData, data_fingerprint, load_training_data
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    model_dir: Path
+    n_examples: int
+    n_intents: int
+    n_features: int
+    seconds: float
+    temperature: float
+    problems: tuple[Problem, ...]
+
+
+def patterns_of(data: TrainingData) -> Patterns:
+    return Patterns(dict(data.synonyms), dict(data.regexes), dict(data.lookups))
+
+
+def featurize(featurizer: Featurizer, examples: Sequence[Example]) -> list[list[str]]:
+    return [featurizer.features(e.text, extract_entities(e.text)) for e in examples]
+
+
+def train(
+    data: TrainingData,
+    tokenizer: Tokenizer,
+    feature_config: FeatureConfig | None = None,
+    classifier_config: ClassifierConfig | None = None,
+) -> IntentModel:
+    feature_config = feature_config or FeatureConfig()
+    patterns = patterns_of(data)
+    featurizer = Featurizer(tokenizer, feature_config, patterns)
+    features = featurize(featurizer, data.examples)
+    labels = [e.intent for e in data.examples]
+    return train_intent_model(features, labels, feature_config, patterns, classifier_config)
+
+
+def train_and_save(
+    data_paths: Sequence[Path],
+    model_dir: Path,
+    tokenizer: Tokenizer,
+    feature_config: FeatureConfig | None = None,
+    classifier_config: ClassifierConfig | None = None,
+) -> tuple[IntentModel, TrainSummary]:
+    """Train on `data_paths` (files or directories) and save into `model_dir`.
+
+    Raises TrainingDataError when the data is unusable.
+    """
+    started = time.perf_counter()
+    data, problems = load_training_data(data_paths)
+    model = train(data, tokenizer, feature_config, classifier_config)
+    extra = [tokenizer.userdict] if tokenizer.userdict is not None else []
+    metadata = {
+        "data_hash": data_fingerprint(data.files, extra),
+        "data_files": [p.name for p in data.files],
+        "n_examples": len(data.examples),
+        "versions": library_versions(),
+    }
+    save_model(model, model_dir, metadata)
+    model.metadata.update(metadata)
+    summary = TrainSummary(
+        model_dir=model_dir,
+        n_examples=len(data.examples),
+        n_intents=len(model.labels),
+        n_features=len(model.vocabulary),
+        seconds=time.perf_counter() - started,
+        temperature=model.temperature,
+        problems=tuple(problems),
+    )
+    return model, summary
