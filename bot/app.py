@@ -3,9 +3,10 @@ flows and the dispatcher together. Channels receive the finished `Core`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.dispatcher import Dispatcher
 from bot.settings import Settings
@@ -28,7 +29,7 @@ class FaqAnswers:
     def search(self, text: str, k: int = 3) -> list[FaqMatch]:
         return self._index.search(text, k)
 
-    def ambiguous(self, matches: Sequence[FaqMatch]) -> bool:
+    def ambiguous(self, matches: Sequence[Any]) -> bool:
         return ambiguous(list(matches))
 
     def get(self, entry_id: str) -> FaqMatch | None:
@@ -56,13 +57,18 @@ def build_faq(settings: Settings) -> FaqAnswers:
     return FaqAnswers(base, index)
 
 
-def build_core(settings: Settings, *, inline_outbox: frozenset[str] = frozenset({"shell"})) -> Core:
+def build_core(
+    settings: Settings,
+    *,
+    inline_outbox: frozenset[str] = frozenset({"shell"}),
+    notify: Callable[[str], None] | None = None,
+    parser: Parser | None = None,
+) -> Core:
+    """Everything a channel needs. `notify` hears one-off notes such as
+    "training the NLU model" (the CLI prints them on stderr)."""
     store = Store(settings.db_path)
-    parser = load_parser(
-        threshold=settings.nlu_threshold,
-        ambiguity=settings.nlu_ambiguity,
-        rasa_url=settings.rasa_url,
-    )
+    if parser is None:
+        parser = load_parser(settings.nlu, notify=notify)
     replies = Replies.load(settings.data_dir / "replies")
     faq = build_faq(settings)
     book = FlowBook.load(settings.data_dir / "flows.yml", settings.data_dir / "routing.yml")

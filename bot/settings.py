@@ -9,6 +9,8 @@ from pathlib import Path
 
 from bot.cli.common import default_db_path
 from flows.paths import data_dir_from_env
+from nlu.settings import NluSettings
+from nlu.settings import SettingsError as NluSettingsError
 
 
 class SettingsError(Exception):
@@ -25,13 +27,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _db_from_env(env: Mapping[str, str]) -> Path:
+    explicit = env.get("TONGXIN_DB", "").strip()
+    return Path(explicit) if explicit else default_db_path()
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: Path
     data_dir: Path
-    rasa_url: str | None = None
-    nlu_threshold: float | None = None  # None: the NLU's documented default
-    nlu_ambiguity: float | None = None
+    nlu: NluSettings = field(default_factory=NluSettings)
     form_idle_minutes: float = 30.0
     wechat_token: str | None = None
     wechat_appid: str | None = None
@@ -61,16 +66,16 @@ class Settings:
                     raise SettingsError(
                         f"TONGXIN_STAFF_USER_IDS must be comma-separated numbers, got {part!r}"
                     ) from exc
-        threshold = opt("TONGXIN_NLU_THRESHOLD")
-        ambiguity = opt("TONGXIN_NLU_AMBIGUITY")
+        try:
+            nlu = NluSettings.from_env(env)
+        except NluSettingsError as exc:
+            raise SettingsError(str(exc)) from exc
         return cls(
             db_path=Path(db)
             if db
             else (Path(env["TONGXIN_DB"]) if opt("TONGXIN_DB") else default_db_path()),
             data_dir=data_dir_from_env(env),
-            rasa_url=opt("TONGXIN_RASA_URL"),
-            nlu_threshold=_float(env, "TONGXIN_NLU_THRESHOLD", 0.0) if threshold else None,
-            nlu_ambiguity=_float(env, "TONGXIN_NLU_AMBIGUITY", 0.0) if ambiguity else None,
+            nlu=nlu,
             form_idle_minutes=_float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0),
             wechat_token=opt("TONGXIN_WECHAT_TOKEN"),
             wechat_appid=opt("TONGXIN_WECHAT_APPID"),

@@ -88,9 +88,7 @@ class FlowBook:
             decline_words=tuple(raw_flows.get("decline_words") or ()),
             correction_words=tuple(raw_flows.get("correction_words") or ()),
             switch_words=tuple(raw_flows.get("switch_words") or ()),
-            filler_words=tuple(
-                sorted(raw_flows.get("filler_words") or (), key=len, reverse=True)
-            ),
+            filler_words=tuple(sorted(raw_flows.get("filler_words") or (), key=len, reverse=True)),
             not_names=frozenset(raw_flows.get("not_names") or ()),
             by_intent={f.intent: f for f in flows.values()},
         )

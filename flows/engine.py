@@ -24,7 +24,7 @@ from flows.slots import (
     meaningful_remainder,
 )
 from flows.state import ConversationState, FormState
-from flows.store import Store, Ticket, iso, parse_iso
+from flows.store import LOCAL_TZ, Store, Ticket, iso, parse_iso
 from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
 
 DEEPLINK_TTL_S = 24 * 3600
@@ -58,7 +58,7 @@ class FaqMatchLike(Protocol):
 
 class FaqSource(Protocol):
     def search(self, text: str, k: int = 3) -> Sequence[FaqMatchLike]: ...
-    def ambiguous(self, matches: Sequence[FaqMatchLike]) -> bool: ...
+    def ambiguous(self, matches: Sequence[Any]) -> bool: ...
     def get(self, entry_id: str) -> FaqMatchLike | None: ...
 
 
@@ -160,7 +160,7 @@ class DialogueEngine:
             parse.first("ticket_id") is not None and intent not in SERVICE_INTENTS
         ):
             return self._status(msg, parse)
-        if intent in ("affirm", "deny", "cancel") and state.last_submitted and intent == "affirm":
+        if intent == "affirm" and state.last_submitted:
             return [Reply(self.r.text("submitted.already", ticket_id=state.last_submitted["ref"]))]
         simple = {
             "greet": "greet",
@@ -305,7 +305,8 @@ class DialogueEngine:
         slot = flow.slot(form.asking or "") or self._missing(flow, form)
         if slot is None:
             return [Reply(self._next_step(flow, form))]
-        if corrected and slot.name in form.slots:
+        if corrected:
+            # The message was about an earlier answer, not the question just asked.
             return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
 
         if slot.optional and (intent == "deny" or contains_any(text, self.book.decline_words)):
@@ -315,23 +316,27 @@ class DialogueEngine:
                 Reply(self.r.text("form.declined_optional") + "\n" + self._next_step(flow, form))
             ]
 
-        switched = self._maybe_switch(msg, parse, text, state, flow, slot)
-        if switched is not None:
-            return switched
-        if is_question(text) and slot.type in ("text", "place", "name"):
-            answered = self._faq_answer(text, state, offer_flow=None)
-            if answered:
-                return [*answered, Reply(self._resume(flow, form))]
-
-        try:
-            found = self._answer_value(slot, text, parse, intent)
-        except InvalidAnswerError as exc:
-            return [self._reprompt(flow, form, exc.reply_id, **exc.values)]
+        found: SlotValue | None = None
+        problem: InvalidAnswerError | None = None
+        if slot.type in ("phone", "amount", "name"):
+            # A typed answer wins over everything else: "五万吧？" is an amount.
+            try:
+                found = self._answer_value(slot, text, parse, intent)
+            except InvalidAnswerError as exc:
+                problem = exc
         if found is None:
             if is_question(text):
                 answered = self._faq_answer(text, state, offer_flow=None)
                 if answered:
                     return [*answered, Reply(self._resume(flow, form))]
+            switched = self._maybe_switch(msg, parse, text, state, flow, slot)
+            if switched is not None:
+                return switched
+            if problem is not None:
+                return [self._reprompt(flow, form, problem.reply_id, **problem.values)]
+            if slot.type not in ("phone", "amount", "name"):
+                found = self._answer_value(slot, text, parse, intent)
+        if found is None:
             return [self._reprompt(flow, form, slot.invalid or "invalid.text")]
         form.slots[slot.name] = found.value
         form.retries = 0
@@ -340,15 +345,14 @@ class DialogueEngine:
         if found.source != "text":
             self._prefill(flow, form, text, parse)
         self._fill_typed(flow, form, text, parse)
-        prefix = self.r.text("form.corrected") + "\n" if corrected else ""
-        return [Reply(prefix + self._next_step(flow, form))]
+        return [Reply(self._next_step(flow, form))]
 
     def _answer_value(
         self, slot: SlotSpec, text: str, parse: ParseResult, intent: str
     ) -> SlotValue | None:
         # A bare "好的"/"谢谢" is a dialogue act, not an answer to "what happened".
         if (
-            slot.type in ("text", "place", "name")
+            slot.type in ("text", "place")
             and len(text) <= 4
             and intent
             in (
@@ -559,7 +563,7 @@ class DialogueEngine:
             ticket_id=ticket.id,
             kind_label=kind_label,
             status_label=self.r.text(f"status.label.{ticket.status}"),
-            updated=ticket.updated_at[:10],
+            updated=parse_iso(ticket.updated_at).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M"),
         )
 
     # -- groups and deep links -----------------------------------------

@@ -1,75 +1,78 @@
-"""The FAQ base: loading and validating entries and district facts, rendering answers,
-and retrieving the entries that answer a user's question.
+"""FAQ retrieval: the entries that answer a user's question, best first.
 
-Files (under the data directory, see `flows.paths`):
-  faq/*.yml          a list of entries: id, questions, answer, tags, intent
-  faq/synonyms.yml   canonical spelling -> variants and typos
-  facts.yml          district facts that answers reference as `{group.name}`
+Every question phrasing is a document of weighted jieba words and character
+bigrams (after synonyms and typo correction, see `flows.faq_text`), TF-IDF
+weighted and L2-normalised. A user's question scores each entry by the cosine
+with its best phrasing blended with the cosine with all its phrasings together,
+so scores lie in [0, 1]. Words the FAQ never uses keep full weight in the query,
+so a question about more than an entry covers ("云法庭能用苹果手机吗") scores low
+and is rejected by the threshold instead of answered wrongly.
 
-A fact nobody has confirmed yet is an explicit placeholder; it renders as
-`UNKNOWN_FACT_TEXT` and the answer then ends with `UNKNOWN_FACT_NOTE`, so the
-bot never states an invented address, phone number, rate, limit or time.
-
-Retrieval: every question phrasing is a document of weighted jieba words and
-character bigrams (after synonyms), TF-IDF weighted and L2-normalised; a user's
-question scores each entry by the cosine with its best phrasing, so scores lie
-in [0, 1]. Terms the FAQ never uses keep their full weight in the query, so a
-question that asks about more than an entry covers ("云法庭能用苹果手机吗")
-scores low and is rejected by the threshold instead of answered wrongly.
+Loading, validation and rendering live in `flows.faq_data`; the names callers
+need are re-exported here so that `from flows.faq import ...` is enough.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flows.faq_text import FeatureWeights, SynonymTable, Tokenize, features, normalize
-
-# Ids that outside checks rely on (shared/CONTRACT.md, "FAQ entry ids").
-REQUIRED_FAQ_IDS: tuple[str, ...] = (
-    "mediation.about",
-    "mediation.scope",
-    "mediation.process",
-    "mediation.fee",
-    "mediation.hours_location",
-    "mediation.agreement",
-    "mediation.bangbangtuan",
-    "redcredit.about",
-    "redcredit.eligibility",
-    "redcredit.amount",
-    "redcredit.rate",
-    "redcredit.materials",
-    "redcredit.apply",
-    "redcredit.repayment",
-    "redcredit.service_station",
-    "legal.workstation",
-    "legal.aid_eligibility",
-    "legal.cloud_court",
-    "legal.fee",
-    "volunteer.teams",
-    "volunteer.signup",
-    "volunteer.public_market",
-    "volunteer.hours",
-    "platform.baixing",
-    "platform.process",
-    "ticket.howto_status",
-    "service.chuxin_station",
-    "service.privacy",
+from flows.faq_data import (
+    REQUIRED_FAQ_IDS,
+    UNKNOWN_FACT_NOTE,
+    UNKNOWN_FACT_TEXT,
+    Fact,
+    Facts,
+    FaqBase,
+    FaqDataError,
+    FaqEntry,
+    load_entries,
+    load_facts,
+    load_faq_base,
+    load_synonyms,
+    render_answer,
+    validate_faq,
+)
+from flows.faq_text import (
+    FeatureWeights,
+    Lexicon,
+    SynonymTable,
+    Tokenize,
+    features,
+    normalize,
 )
 
-UNKNOWN_FACT_TEXT = "（待确认）"
-UNKNOWN_FACT_NOTE = "标“待确认”的信息还在核实中，请以服务站现场公布为准，或回复“人工”向工作人员确认。"
+__all__ = [
+    "DEFAULT_AMBIGUITY_MARGIN",
+    "DEFAULT_THRESHOLD",
+    "REQUIRED_FAQ_IDS",
+    "UNKNOWN_FACT_NOTE",
+    "UNKNOWN_FACT_TEXT",
+    "Fact",
+    "Facts",
+    "FaqBase",
+    "FaqDataError",
+    "FaqEntry",
+    "FaqIndex",
+    "FaqMatch",
+    "ambiguous",
+    "build_index",
+    "load_entries",
+    "load_facts",
+    "load_faq_base",
+    "load_synonyms",
+    "load_tokenizer",
+    "render_answer",
+    "validate_faq",
+]
 
 # Minimum score for an entry to be offered at all. Tuned with bench/faq_bench.py
 # --sweep on bench/faq_dev.yml (paraphrases and in-domain questions the FAQ does
 # not answer); below it `search` returns nothing and the bot falls back.
-DEFAULT_THRESHOLD = 0.42
+DEFAULT_THRESHOLD = 0.40
 # When the best two entries are closer than this, the bot lists them and lets
 # the user pick by number instead of guessing.
 DEFAULT_AMBIGUITY_MARGIN = 0.05
@@ -78,76 +81,8 @@ MAX_QUERY_CHARS = 200
 
 # A whole-word match counts more than one shared bigram (see FeatureWeights).
 FEATURE_WEIGHTS = FeatureWeights()
-
-FAQ_FILE_GLOB = "*.yml"
-SYNONYMS_FILE = "synonyms.yml"
-FACTS_FILE = "facts.yml"
-MAX_ANSWER_CHARS = 600  # a WeChat text reply holds about 2,000 bytes
-
-_ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
-_FACT_REF_RE = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\}")
-_ENTRY_KEYS = frozenset({"id", "questions", "answer", "tags", "intent"})
-_FACT_RECORD_KEYS = frozenset({"value", "placeholder", "note", "source"})
-
-
-class FaqDataError(Exception):
-    """The FAQ or facts files have problems; `problems` lists them (file, item, reason)."""
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems[:5]) + ("" if len(problems) <= 5 else " ..."))
-
-
-# --- data types -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FaqEntry:
-    id: str
-    questions: tuple[str, ...]
-    answer: str  # a template with {group.name} fact references until rendered
-    tags: tuple[str, ...] = ()
-    intent: str | None = None
-    source: str = ""  # "file.yml item 3", for messages
-
-
-@dataclass(frozen=True)
-class Fact:
-    name: str
-    value: str | None  # None while it is a placeholder
-    note: str = ""
-
-    @property
-    def known(self) -> bool:
-        return self.value is not None
-
-
-@dataclass(frozen=True)
-class Facts:
-    by_name: Mapping[str, Fact] = field(default_factory=dict)
-
-    def get(self, name: str) -> Fact | None:
-        return self.by_name.get(name)
-
-    def placeholders(self) -> list[Fact]:
-        return [f for f in self.by_name.values() if not f.known]
-
-
-@dataclass(frozen=True)
-class FaqBase:
-    entries: tuple[FaqEntry, ...]
-    facts: Facts
-    synonyms: SynonymTable
-
-    def entry(self, entry_id: str) -> FaqEntry | None:
-        for e in self.entries:
-            if e.id == entry_id:
-                return e
-        return None
-
-    def rendered_entries(self) -> list[FaqEntry]:
-        """Entries whose `answer` is the text a user sees (facts filled in)."""
-        return [replace(e, answer=render_answer(e.answer, self.facts)) for e in self.entries]
+# Share of an entry's score from its best phrasing; the rest from all its phrasings together.
+BEST_PHRASING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -166,384 +101,41 @@ class FaqMatch:
         }
 
 
-# --- loading and validation -------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that reports a repeated key instead of silently keeping the last one."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        try:
-            duplicate = key in seen
-        except TypeError:
-            continue  # unhashable key: construct_mapping reports it
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,  # type: ignore[arg-type]
-)
-
-
-def _read_yaml(path: Path, problems: list[str]) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-        return None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        problems.append(f"{path}: {where}invalid YAML: {reason}")
-        return None
-
-
-def _flatten_facts(node: Any, prefix: str, path: Path, out: dict[str, Fact], problems: list[str]):
-    if not isinstance(node, dict):
-        problems.append(f"{path}: {prefix or 'top level'}: expected a mapping of facts")
-        return
-    for key, value in node.items():
-        if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", key):
-            problems.append(
-                f"{path}: {prefix}{key!r}: fact names are lower-case letters, digits and _"
-                "; skipped"
-            )
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and "value" in value:
-            _fact_record(name, value, path, out, problems)
-        elif isinstance(value, dict):
-            _flatten_facts(value, name + ".", path, out, problems)
-        elif value is None:
-            problems.append(
-                f"{path}: fact {name}: bare null; write "
-                '{value: null, placeholder: true, note: "待运营人员填写"}'
-            )
-            out[name] = Fact(name, None, "")
-        else:
-            text = _fact_text(value)
-            if text is None:
-                problems.append(f"{path}: fact {name}: value must be text, a number or a list")
-                out[name] = Fact(name, None, "")
-            else:
-                out[name] = Fact(name, text)
-    if prefix == "" and not node:
-        problems.append(f"{path}: no facts")
-
-
-def _fact_record(
-    name: str, record: dict[Any, Any], path: Path, out: dict[str, Fact], problems: list[str]
-) -> None:
-    unknown_keys = sorted(str(k) for k in record if k not in _FACT_RECORD_KEYS)
-    if unknown_keys:
-        problems.append(f"{path}: fact {name}: unknown keys {', '.join(unknown_keys)}")
-    note = record.get("note")
-    note_text = note if isinstance(note, str) else ""
-    placeholder = record.get("placeholder", False)
-    if not isinstance(placeholder, bool):
-        problems.append(f"{path}: fact {name}: placeholder must be true or false")
-        placeholder = True
-    raw = record.get("value")
-    if raw is None:
-        if not placeholder:
-            problems.append(
-                f"{path}: fact {name}: value is null but placeholder is not true; "
-                "fill in the value or mark it `placeholder: true`"
-            )
-        out[name] = Fact(name, None, note_text)
-        return
-    if placeholder:
-        # An operator filled the value but left the flag: do not guess which is right.
-        problems.append(
-            f"{path}: fact {name}: has a value but is still marked placeholder: true; "
-            "remove the flag once the value is confirmed (shown as unknown until then)"
-        )
-        out[name] = Fact(name, None, note_text)
-        return
-    text = _fact_text(raw)
-    if text is None:
-        problems.append(f"{path}: fact {name}: value must be text, a number or a list")
-    out[name] = Fact(name, text, note_text)
-
-
-def _fact_text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list) and value and all(isinstance(v, str | int) for v in value):
-        return "、".join(str(v) for v in value)
-    return None
-
-
-def load_facts(path: Path) -> tuple[Facts, list[str]]:
-    """Read facts.yml; returns the facts that could be read and the problems found."""
-    problems: list[str] = []
-    data = _read_yaml(path, problems)
-    out: dict[str, Fact] = {}
-    if data is not None:
-        _flatten_facts(data, "", path, out, problems)
-    return Facts(out), problems
-
-
-def load_synonyms(path: Path) -> tuple[SynonymTable, list[str]]:
-    """Read synonyms.yml (canonical: [variants]); a missing file means no synonyms."""
-    problems: list[str] = []
-    if not path.exists():
-        return SynonymTable({}), problems
-    data = _read_yaml(path, problems)
-    if data is None:
-        return SynonymTable({}), problems
-    if not isinstance(data, dict):
-        problems.append(f"{path}: expected a mapping `标准说法: [说法, ...]`")
-        return SynonymTable({}), problems
-    groups: dict[str, list[str]] = {}
-    owner: dict[str, str] = {}
-    for canonical, variants in data.items():
-        if not isinstance(canonical, str) or not normalize(canonical):
-            problems.append(f"{path}: {canonical!r}: canonical form must be non-empty text")
-            continue
-        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-            problems.append(f"{path}: {canonical}: variants must be a list of text; skipped")
-            continue
-        kept: list[str] = []
-        for variant in variants:
-            key = normalize(variant).replace(" ", "")
-            if not key:
-                problems.append(f"{path}: {canonical}: empty variant")
-                continue
-            if key in owner and owner[key] != canonical:
-                problems.append(
-                    f"{path}: {canonical}: variant {variant!r} is already a variant of "
-                    f"{owner[key]}; skipped"
-                )
-                continue
-            owner[key] = canonical
-            kept.append(variant)
-        groups[canonical] = kept
-    for canonical in groups:
-        key = normalize(canonical).replace(" ", "")
-        if key in owner and owner[key] != canonical:
-            problems.append(
-                f"{path}: {canonical}: is also listed as a variant of {owner[key]}; "
-                "the canonical form wins"
-            )
-    return SynonymTable.from_groups(groups), problems
-
-
-def _check_entry(
-    raw: Any, where: str, facts: Facts | None, problems: list[str]
-) -> FaqEntry | None:
-    from nlu.types import INTENTS
-
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: not a mapping; skipped")
-        return None
-    entry_id = raw.get("id")
-    if not isinstance(entry_id, str) or not _ID_RE.match(entry_id):
-        problems.append(
-            f"{where}: missing or malformed id {entry_id!r} (like `mediation.fee`); skipped"
-        )
-        return None
-    label = f"{where} ({entry_id})"
-    unknown = sorted(str(k) for k in raw if k not in _ENTRY_KEYS)
-    if unknown:
-        problems.append(f"{label}: unknown keys {', '.join(unknown)}")
-    raw_questions = raw.get("questions")
-    if not isinstance(raw_questions, list):
-        problems.append(f"{label}: `questions` must be a list of phrasings; skipped")
-        return None
-    questions: list[str] = []
-    for q in raw_questions:
-        if isinstance(q, str | int) and normalize(str(q)):
-            questions.append(str(q).strip())
-        else:
-            problems.append(f"{label}: question {q!r} is empty or not text; ignored")
-    if not questions:
-        problems.append(f"{label}: no usable questions; skipped")
-        return None
-    answer = raw.get("answer")
-    if not isinstance(answer, str) or not answer.strip():
-        problems.append(f"{label}: `answer` must be non-empty text; skipped")
-        return None
-    answer = answer.strip()
-    tags = raw.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        problems.append(f"{label}: `tags` must be a list of text; ignored")
-        tags = []
-    intent = raw.get("intent")
-    if intent is not None and intent not in INTENTS:
-        problems.append(f"{label}: unknown intent {intent!r}; ignored")
-        intent = None
-    _check_answer_template(answer, label, facts, problems)
-    return FaqEntry(entry_id, tuple(questions), answer, tuple(tags), intent, where)
-
-
-def _check_answer_template(
-    answer: str, label: str, facts: Facts | None, problems: list[str]
-) -> None:
-    stray = _FACT_REF_RE.sub("", answer)
-    if "{" in stray or "}" in stray:
-        problems.append(f"{label}: answer has a brace that is not a fact reference like {{a.b}}")
-    refs = _FACT_REF_RE.findall(answer)
-    if facts is not None:
-        for name in refs:
-            if facts.get(name) is None:
-                problems.append(f"{label}: answer refers to unknown fact {{{name}}}")
-    if facts is not None and len(render_answer(answer, facts)) > MAX_ANSWER_CHARS:
-        problems.append(f"{label}: rendered answer is longer than {MAX_ANSWER_CHARS} characters")
-
-
-def faq_files(faq_dir: Path) -> list[Path]:
-    return sorted(p for p in faq_dir.glob(FAQ_FILE_GLOB) if p.name != SYNONYMS_FILE)
-
-
-def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEntry], list[str]]:
-    """Read every faq/*.yml; bad items are skipped and reported, good ones kept."""
-    problems: list[str] = []
-    if not faq_dir.is_dir():
-        return [], [f"{faq_dir}: FAQ directory not found"]
-    entries: list[FaqEntry] = []
-    first_seen: dict[str, str] = {}
-    question_owner: dict[str, str] = {}
-    for path in faq_files(faq_dir):
-        data = _read_yaml(path, problems)
-        if data is None:
-            continue
-        if not isinstance(data, list):
-            problems.append(f"{path}: expected a list of entries (`- id: ...`); file skipped")
-            continue
-        for number, raw in enumerate(data, start=1):
-            where = f"{path.name} item {number}"
-            entry = _check_entry(raw, f"{path}: item {number}", facts, problems)
-            if entry is None:
-                continue
-            entry = replace(entry, source=where)
-            if entry.id in first_seen:
-                problems.append(
-                    f"{path}: item {number} ({entry.id}): duplicate id, first defined in "
-                    f"{first_seen[entry.id]}; skipped"
-                )
-                continue
-            first_seen[entry.id] = where
-            for q in entry.questions:
-                key = normalize(q).replace(" ", "")
-                other = question_owner.setdefault(key, entry.id)
-                if other != entry.id:
-                    problems.append(
-                        f"{path}: item {number} ({entry.id}): question {q!r} is also a "
-                        f"question of {other}"
-                    )
-            entries.append(entry)
-    if not entries and not problems:
-        problems.append(f"{faq_dir}: no FAQ entries found")
-    return entries, problems
-
-
-def validate_faq(faq_dir: Path, facts_path: Path) -> list[str]:
-    """Every problem in the FAQ, synonyms and facts files, as `file: item (id): reason`.
-
-    Empty means the data is good. Meant for `tongxin check-data` and a test.
-    """
-    facts, problems = load_facts(facts_path)
-    _, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
-    entries, entry_problems = load_entries(faq_dir, facts)
-    problems += synonym_problems + entry_problems
-    present = {e.id for e in entries}
-    for required in REQUIRED_FAQ_IDS:
-        if required not in present:
-            problems.append(f"{faq_dir}: required FAQ id {required} is missing (CONTRACT.md)")
-    return problems
-
-
-def load_faq_base(data_dir: Path, *, strict: bool = False) -> FaqBase:
-    """Load `data_dir/faq/` and `data_dir/facts.yml`.
-
-    strict=False (the running bot) keeps every usable entry and skips bad ones;
-    strict=True raises FaqDataError listing every problem.
-    """
-    faq_dir = data_dir / "faq"
-    facts, fact_problems = load_facts(data_dir / FACTS_FILE)
-    synonyms, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
-    entries, entry_problems = load_entries(faq_dir, facts)
-    problems = fact_problems + synonym_problems + entry_problems
-    if strict and problems:
-        raise FaqDataError(problems)
-    if not entries:
-        raise FaqDataError(problems or [f"{faq_dir}: no FAQ entries"])
-    return FaqBase(tuple(entries), facts, synonyms)
-
-
-# --- rendering --------------------------------------------------------------
-
-
-def render_answer(template: str, facts: Facts) -> str:
-    """Fill `{group.name}` references; unknown or missing facts never show a guess."""
-    unknown = False
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal unknown
-        fact = facts.get(match.group(1))
-        if fact is None or fact.value is None:
-            unknown = True
-            return UNKNOWN_FACT_TEXT
-        return fact.value
-
-    text = _FACT_REF_RE.sub(fill, template).strip()
-    if unknown:
-        text = f"{text}\n{UNKNOWN_FACT_NOTE}"
-    return text
-
-
 # --- retrieval --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Doc:
-    entry: int  # index into FaqIndex._entries
-    question: str
-
-
 class FaqIndex:
-    """TF-IDF cosine over words and character bigrams, best phrasing per entry.
+    """TF-IDF cosine over words and character bigrams (see module docstring).
 
-    Build once (slow part: tokenising every phrasing); `search` is read-only and
-    safe to share between threads.
+    An entry's score blends its best single phrasing (precise when the user says
+    nearly what a phrasing says) with the centroid of all its phrasings
+    (robust when the user's words are spread over several phrasings).
+    Build once (slow part: tokenising every phrasing); `search` only reads, so
+    one index can be shared between threads.
     """
 
     def __init__(
         self,
         entries: Sequence[FaqEntry],
-        docs: Sequence[_Doc],
-        postings: Mapping[str, Sequence[tuple[int, float]]],
+        doc_entry: Sequence[int],
+        doc_postings: Mapping[str, Sequence[tuple[int, float]]],
+        centroid_postings: Mapping[str, Sequence[tuple[int, float]]],
         idf: Mapping[str, float],
         unseen_idf: float,
         tokenize: Tokenize,
         synonyms: SynonymTable,
+        lexicon: Lexicon,
         threshold: float,
     ):
         self._entries = tuple(entries)
-        self._docs = tuple(docs)
-        self._postings = postings
+        self._doc_entry = tuple(doc_entry)
+        self._doc_postings = doc_postings
+        self._centroid_postings = centroid_postings
         self._idf = idf
         self._unseen_idf = unseen_idf
         self._tokenize = tokenize
         self._synonyms = synonyms
+        self._lexicon = lexicon
         self.threshold = threshold
 
     @classmethod
@@ -558,58 +150,84 @@ class FaqIndex:
         """Index each entry's questions. `entries` should carry rendered answers
         (`FaqBase.rendered_entries()`): `search` returns `answer` as stored."""
         table = synonyms if synonyms is not None else SynonymTable({})
-        docs: list[_Doc] = []
-        raw_vectors: list[dict[str, float]] = []
+        # Tags name the district's terms (云法庭, 和和家调解室); see Lexicon.
+        lexicon = Lexicon(normalize(t).replace(" ", "") for e in entries for t in e.tags)
+        doc_entry: list[int] = []
+        doc_counts: list[dict[str, float]] = []
+        centroid_counts: list[dict[str, float]] = [{} for _ in entries]
         for number, entry in enumerate(entries):
             for question in entry.questions:
-                vec = _features(question, tokenize, table)
-                if vec:
-                    docs.append(_Doc(number, question))
-                    raw_vectors.append(vec)
+                counts = _features(question, tokenize, table, lexicon)
+                if not counts:
+                    continue
+                doc_entry.append(number)
+                doc_counts.append(counts)
+                total = centroid_counts[number]
+                for term, c in counts.items():
+                    total[term] = total.get(term, 0.0) + c
         df: dict[str, int] = {}
-        for vec in raw_vectors:
-            for term in vec:
+        for counts in doc_counts:
+            for term in counts:
                 df[term] = df.get(term, 0) + 1
-        n = len(raw_vectors)
+        n = len(doc_counts)
         idf = {term: math.log((n + 1) / (count + 1)) + 1.0 for term, count in df.items()}
+        # A word the FAQ never uses weighs like the rarest one: it is probably
+        # something the FAQ does not cover, and it lowers every entry's score.
         unseen_idf = math.log(n + 1) + 1.0
-        postings: dict[str, list[tuple[int, float]]] = {}
-        for doc_id, vec in enumerate(raw_vectors):
-            weighted = {t: _tf(c) * idf[t] for t, c in vec.items()}
-            norm = math.sqrt(sum(w * w for w in weighted.values()))
-            for term, w in weighted.items():
-                postings.setdefault(term, []).append((doc_id, w / norm))
-        return cls(entries, docs, postings, idf, unseen_idf, tokenize, table, threshold)
+        return cls(
+            entries,
+            doc_entry,
+            _postings(doc_counts, idf),
+            _postings(centroid_counts, idf),
+            idf,
+            unseen_idf,
+            tokenize,
+            table,
+            lexicon,
+            threshold,
+        )
 
     @property
     def entries(self) -> tuple[FaqEntry, ...]:
         return self._entries
 
-    def scores(self, text: str) -> list[tuple[int, float, int]]:
-        """(entry index, score, best doc) for every entry that shares a term, best first."""
-        vec = _features(text[:MAX_QUERY_CHARS], self._tokenize, self._synonyms)
-        if not vec:
+    def scores(self, text: str) -> list[tuple[int, float]]:
+        """(entry index, score in [0, 1]) for every entry sharing a term, best first."""
+        counts = _features(text[:MAX_QUERY_CHARS], self._tokenize, self._synonyms, self._lexicon)
+        if not counts:
             return []
-        weighted = {t: _tf(c) * self._idf.get(t, self._unseen_idf) for t, c in vec.items()}
-        qnorm = math.sqrt(sum(w * w for w in weighted.values()))
-        dots: dict[int, float] = {}
-        for term, qw in weighted.items():
-            for doc_id, dw in self._postings.get(term, ()):
-                dots[doc_id] = dots.get(doc_id, 0.0) + qw * dw
-        best: dict[int, tuple[float, int]] = {}
-        for doc_id, dot in dots.items():
-            entry = self._docs[doc_id].entry
-            score = min(1.0, dot / qnorm)
-            if entry not in best or score > best[entry][0]:
-                best[entry] = (score, doc_id)
-        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
-        return [(entry, score, doc_id) for entry, (score, doc_id) in ranked]
+        query = {t: _tf(c) * self._idf.get(t, self._unseen_idf) for t, c in counts.items()}
+        qnorm = math.sqrt(sum(w * w for w in query.values()))
+        doc_dots: dict[int, float] = {}
+        centroid_dots: dict[int, float] = {}
+        for term, qw in query.items():
+            for doc_id, dw in self._doc_postings.get(term, ()):
+                doc_dots[doc_id] = doc_dots.get(doc_id, 0.0) + qw * dw
+            for entry_id, cw in self._centroid_postings.get(term, ()):
+                centroid_dots[entry_id] = centroid_dots.get(entry_id, 0.0) + qw * cw
+        best_doc: dict[int, float] = {}
+        for doc_id, dot in doc_dots.items():
+            entry_id = self._doc_entry[doc_id]
+            if dot > best_doc.get(entry_id, 0.0):
+                best_doc[entry_id] = dot
+        blended = {
+            entry_id: min(
+                1.0,
+                (
+                    BEST_PHRASING_SHARE * best_doc.get(entry_id, 0.0)
+                    + (1.0 - BEST_PHRASING_SHARE) * dot
+                )
+                / qnorm,
+            )
+            for entry_id, dot in centroid_dots.items()
+        }
+        return sorted(blended.items(), key=lambda item: (-item[1], item[0]))
 
     def search(self, text: str, k: int = 3, *, threshold: float | None = None) -> list[FaqMatch]:
         """Up to k entries scoring at least the threshold, best first; [] when none fits."""
         limit = self.threshold if threshold is None else threshold
         out: list[FaqMatch] = []
-        for entry_index, score, _ in self.scores(text):
+        for entry_index, score in self.scores(text):
             if score < limit or len(out) >= max(k, 0):
                 break
             entry = self._entries[entry_index]
@@ -617,12 +235,32 @@ class FaqIndex:
         return out
 
 
+def _postings(
+    vectors: Sequence[Mapping[str, float]], idf: Mapping[str, float]
+) -> dict[str, list[tuple[int, float]]]:
+    """term -> [(vector number, weight)] for L2-normalised TF-IDF vectors."""
+    postings: dict[str, list[tuple[int, float]]] = {}
+    for number, counts in enumerate(vectors):
+        weighted = {t: _tf(c) * idf[t] for t, c in counts.items()}
+        norm = math.sqrt(sum(w * w for w in weighted.values()))
+        if norm == 0.0:
+            continue
+        for term, w in weighted.items():
+            postings.setdefault(term, []).append((number, w / norm))
+    return postings
+
+
 def _tf(count: float) -> float:
     return 1.0 + math.log(count) if count > 1.0 else count
 
 
-def _features(text: str, tokenize: Tokenize, synonyms: SynonymTable) -> dict[str, float]:
-    return features(text, tokenize, synonyms, FEATURE_WEIGHTS)
+def _features(
+    text: str,
+    tokenize: Tokenize,
+    synonyms: SynonymTable,
+    lexicon: Lexicon | None = None,
+) -> dict[str, float]:
+    return features(text, tokenize, synonyms, FEATURE_WEIGHTS, lexicon)
 
 
 def ambiguous(matches: Sequence[FaqMatch], margin: float = DEFAULT_AMBIGUITY_MARGIN) -> bool:
@@ -633,16 +271,19 @@ def ambiguous(matches: Sequence[FaqMatch], margin: float = DEFAULT_AMBIGUITY_MAR
 # --- composition helpers ----------------------------------------------------
 
 
-def load_tokenizer(extra_words: Iterable[str] = ()) -> Tokenize:
-    """The NLU's tokenizer when it is available, else a private jieba.Tokenizer.
+def load_tokenizer(extra_words: Iterable[str] = (), cache_dir: Path | None = None) -> Tokenize:
+    """The NLU's tokenizer when it is available, else a private jieba.Tokenizer
+    with `extra_words` added. `cache_dir` is where jieba may keep its dictionary cache.
 
     Never jieba's module-level functions: its global dictionary is shared state.
+    A caller that already holds an `nlu.tokenizer.Tokenizer` should pass its
+    `words` method to `FaqIndex.build` instead of loading a second dictionary.
     """
     try:
         from nlu.tokenizer import Tokenizer
     except ImportError:
         return _private_jieba(extra_words)
-    return Tokenizer().words
+    return Tokenizer(cache_dir=cache_dir).words
 
 
 def _private_jieba(extra_words: Iterable[str]) -> Tokenize:
@@ -668,6 +309,4 @@ def build_index(
 ) -> FaqIndex:
     """Index a loaded FAQ base with rendered answers (tokenizer: `load_tokenizer()`)."""
     tok = tokenize or load_tokenizer(set(base.synonyms.canonical_of.values()))
-    return FaqIndex.build(
-        base.rendered_entries(), tok, synonyms=base.synonyms, threshold=threshold
-    )
+    return FaqIndex.build(base.rendered_entries(), tok, synonyms=base.synonyms, threshold=threshold)

@@ -71,11 +71,18 @@ def _acceptable_name(name: str, book: FlowBook) -> bool:
     return 2 <= len(name) <= 30
 
 
+# "我住在幸福小区3号楼" -> "幸福小区3号楼"
+_LEAD_IN = re.compile(r"^(?:我们?家?|咱家?|俺)?(?:住在|就在|是在|位于|在|住)")
+# Long free-text answers are searched for the slot's pattern; short ones are kept whole.
+WHOLE_ANSWER_CHARS = 40
+
+
 def from_patterns(slot: SlotSpec, text: str) -> str | None:
     for pattern in slot.patterns:
         match = pattern.search(text)
         if match:
             value = (match.groupdict().get("v") or match.group(0)).strip(" ，。,.")
+            value = _LEAD_IN.sub("", value)
             if len(value) >= slot.min_chars:
                 return value
     return None
@@ -126,11 +133,18 @@ def extract(
     if slot.type == "name":
         name = find_name(text, book, answering=answering)
         return SlotValue(name, "name") if name else None
+    cleaned = text.strip()
+    if answering and len(cleaned) <= WHOLE_ANSWER_CHARS and _plain_answer_ok(slot, cleaned):
+        return SlotValue(_LEAD_IN.sub("", cleaned) or cleaned, "text")
     value = from_patterns(slot, text)
     if value:
         return SlotValue(value, "pattern")
-    if answering:
-        cleaned = text.strip()
-        if (len(cleaned) >= slot.min_chars and _CJK.search(cleaned)) or len(cleaned) >= 4:
-            return SlotValue(cleaned[:500], "text")
+    if answering and _plain_answer_ok(slot, cleaned):
+        return SlotValue(cleaned[:500], "text")
     return None
+
+
+def _plain_answer_ok(slot: SlotSpec, cleaned: str) -> bool:
+    if len(cleaned) < slot.min_chars:
+        return False
+    return bool(_CJK.search(cleaned)) or len(cleaned) >= 4

@@ -536,6 +536,24 @@ class Store:
         )
         return [TicketEvent(**r) for r in rows]
 
+    def events_after(
+        self, event_id: int, *, action: str | None = None, limit: int = 100
+    ) -> list[TicketEvent]:
+        """Events of every ticket with an id above `event_id`, oldest first: a
+        cursor for feeds such as the Telegram staff chat (keep the last id seen)."""
+        sql = "SELECT * FROM ticket_events WHERE id > ?"
+        params: tuple[Any, ...] = (event_id,)
+        if action is not None:
+            sql += " AND action = ?"
+            params += (action,)
+        rows = self._rows(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [TicketEvent(**r) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest ticket event (0 when there is none)."""
+        row = self._one("SELECT COALESCE(MAX(id), 0) AS n FROM ticket_events")
+        return int(row["n"]) if row else 0
+
     def change_ticket(
         self,
         ticket_id: str,
@@ -843,29 +861,36 @@ class Store:
 
     # -- privacy --------------------------------------------------------
 
+    @staticmethod
+    def _user_filter(user_id: str, channel: str | None) -> tuple[str, tuple[str, ...]]:
+        """SQL matching a user's rows: their own id and the `user@chat` keys the
+        dispatcher gives their state inside group chats (no LIKE, so `%` and `_`
+        in ids stay literal)."""
+        sql = "(user_id = ? OR substr(user_id, 1, ?) = ?)"
+        params: tuple[Any, ...] = (user_id, len(user_id) + 1, f"{user_id}@")
+        if channel is not None:
+            sql += " AND channel = ?"
+            params += (channel,)
+        return sql, params
+
     def user_data_counts(self, user_id: str, *, channel: str | None = None) -> dict[str, int]:
         """What `forget_user` would touch, with the same keys; changes nothing."""
-        chan_sql, chan_params = ("", ()) if channel is None else (" AND channel = ?", (channel,))
+        where, params = self._user_filter(user_id, channel)
         counts = {}
         for key, table in (("tickets_anonymised", "tickets"), *((t, t) for t in _PERSONAL_TABLES)):
-            row = self._one(
-                f"SELECT COUNT(*) AS n FROM {table} WHERE user_id = ?{chan_sql}",
-                (user_id, *chan_params),
-            )
+            row = self._one(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}", params)
             counts[key] = int(row["n"]) if row else 0
         return counts
 
     def forget_user(self, user_id: str, *, channel: str | None = None) -> dict[str, int]:
         """Erase a user's personal data (PIPL): conversations, message log,
-        volunteer signups and outbox rows go; tickets stay for statistics with
-        the user, phone and free-text fields removed."""
+        volunteer signups and outbox rows go (also those of the user's group-chat
+        state); tickets stay for statistics with the user, phone and free-text
+        fields removed."""
         counts: dict[str, int] = {}
-        chan_sql, chan_params = ("", ()) if channel is None else (" AND channel = ?", (channel,))
+        where, params = self._user_filter(user_id, channel)
         with self.transaction():
-            tickets = self._rows(
-                f"SELECT id, fields FROM tickets WHERE user_id = ?{chan_sql}",
-                (user_id, *chan_params),
-            )
+            tickets = self._rows(f"SELECT id, fields FROM tickets WHERE {where}", params)
             stamp = iso(utcnow())
             for t in tickets:
                 kept = {"anonymised": True}
@@ -878,8 +903,6 @@ class Store:
                 self._add_event(t["id"], "privacy", "anonymised", None, None, None, stamp)
             counts["tickets_anonymised"] = len(tickets)
             for table in _PERSONAL_TABLES:
-                cur = self._exec(
-                    f"DELETE FROM {table} WHERE user_id = ?{chan_sql}", (user_id, *chan_params)
-                )
+                cur = self._exec(f"DELETE FROM {table} WHERE {where}", params)
                 counts[table] = int(cur.rowcount)
         return counts

@@ -1,10 +1,12 @@
 """The intent classifier: trained with scikit-learn, served by a tiny numpy scorer.
 
 Training: TF-IDF (sublinear tf, smooth idf, l2 norm) over the string features
-of `nlu.features`, then a multinomial logistic regression. Its softmax outputs
-are then temperature-scaled: the temperature is fitted on out-of-fold
-predictions so that a confidence of 0.8 is right about 80% of the time, which
-is what the fallback threshold relies on.
+of `nlu.features`, then a linear SVM (one-vs-rest; fast and, on this data, as
+accurate as logistic regression at a fraction of the training time). Its
+scores become confidences by a softmax with a temperature fitted on
+out-of-fold scores (minimum log-loss), so that a confidence of 0.8 is right
+about 80% of the time on unseen messages: that is what the fallback threshold
+relies on. `algorithm="logistic"` switches to a multinomial logistic regression.
 
 Serving: scikit-learn costs ~1 s to import and ~0.2 ms per `predict_proba`
 call, so the model is saved as plain data — vocabulary, idf, weight matrix,
@@ -32,8 +34,9 @@ from nlu.features import FeatureConfig, Patterns
 
 MODEL_FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
-DEFAULT_C = 8.0
+DEFAULT_C = 1.0
 CALIBRATION_FOLDS = 3
+ALGORITHMS = ("linear_svc", "logistic")
 
 
 class ModelError(Exception):
@@ -50,20 +53,22 @@ class ModelIncompatibleError(ModelError):
 
 @dataclass(frozen=True)
 class ClassifierConfig:
+    algorithm: str = "linear_svc"
     c: float = DEFAULT_C
     class_weight: str | None = "balanced"
     calibrate: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"c": self.c, "class_weight": self.class_weight, "calibrate": self.calibrate}
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ClassifierConfig:
-        return cls(
-            c=float(raw.get("c", DEFAULT_C)),
-            class_weight=raw.get("class_weight", "balanced"),
-            calibrate=bool(raw.get("calibrate", True)),
-        )
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "c": self.c,
+            "class_weight": self.class_weight,
+            "calibrate": self.calibrate,
+        }
 
 
 @dataclass
@@ -160,6 +165,7 @@ def train_intent_model(
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import LinearSVC
 
     config = config or ClassifierConfig()
     classes = sorted(set(labels))
@@ -172,7 +178,9 @@ def train_intent_model(
     x = vectorizer.fit_transform(feature_lists)
 
     def make() -> Any:
-        return LogisticRegression(C=config.c, max_iter=3000, class_weight=config.class_weight)
+        if config.algorithm == "logistic":
+            return LogisticRegression(C=config.c, max_iter=3000, class_weight=config.class_weight)
+        return LinearSVC(C=config.c, class_weight=config.class_weight)
 
     temperature = 1.0
     min_count = int(np.bincount(y).min())

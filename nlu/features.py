@@ -119,7 +119,7 @@ class Featurizer:
                     gram = padded[i : i + n]
                     if gram != " ":
                         out.append("c:" + gram)
-        words = [_DIGIT.sub("0", w) for w in self.tokenizer.words(norm)]
+        words = [_DIGIT.sub("0", w) for w in self.tokenizer.cut(norm)]
         out.extend("w:" + w for w in words)
         if config.word_bigrams:
             out.extend(f"b:{a}|{b}" for a, b in zip(words, words[1:], strict=False))

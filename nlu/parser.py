@@ -9,6 +9,7 @@ construction, so one instance can serve many threads.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import metadata as importlib_metadata
@@ -35,6 +36,13 @@ from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
 
 Notify = Callable[[str], None]
 
+# Longer messages are not chat turns (a pasted document, a flood): they get
+# `nlu_fallback`, with the ranking of their first part still reported.
+MAX_MESSAGE_CHARS = 2000
+# Text with no letter, digit or CJK character (emoji only, punctuation,
+# whitespace) carries no request we could act on.
+_CONTENT = re.compile(r"\w")
+
 
 class ModelStaleError(ModelError):
     """The saved model was trained on other data and retraining is not allowed here."""
@@ -58,6 +66,9 @@ class Parser:
         remote: RasaClient | None = None,
     ):
         self.model = model
+        # Shared with whoever else needs Chinese words (the FAQ index): one
+        # jieba dictionary per process is ~70 MB.
+        self.tokenizer = tokenizer
         self.featurizer = Featurizer(tokenizer, model.feature_config, model.patterns)
         self.fallback_threshold = fallback_threshold
         self.ambiguity_threshold = ambiguity_threshold
@@ -81,6 +92,8 @@ class Parser:
             entities = _merge_entities(entities, remote.entities)
         else:
             ranking, known = self.rank(clean, entities)
+        if len(clean) > MAX_MESSAGE_CHARS or not _CONTENT.search(clean):
+            known = 0
         return ParseResult(
             text=clean,
             intent=self.decide(ranking, known),
@@ -89,7 +102,10 @@ class Parser:
         )
 
     def decide(self, ranking: Sequence[IntentScore], known_features: int = 1) -> IntentScore:
-        """Top intent, or `nlu_fallback` (with Rasa's convention: confidence = threshold)."""
+        """Top intent, or `nlu_fallback` (with Rasa's convention: confidence = threshold).
+
+        `known_features == 0` means the message had nothing the model knows
+        (or no content at all): always a fallback, whatever the priors say."""
         fallback = IntentScore(FALLBACK_INTENT, self.fallback_threshold)
         if not ranking or known_features == 0:
             return fallback

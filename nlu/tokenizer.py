@@ -116,12 +116,14 @@ class Tokenizer:
             for word, freq, tag in read_userdict(userdict):
                 self._jieba.add_word(word, freq, tag)
 
-    def words(self, text: str) -> list[str]:
-        """Segment already-normalised text; tokens without a letter or digit are dropped."""
-        return [w for w in self._jieba.lcut(text, HMM=True) if _WORDLIKE.search(w)]
+    def cut(self, normalized: str) -> list[str]:
+        """Segment text already passed through `normalize_text`; tokens without a
+        letter, digit or CJK character are dropped."""
+        return [w for w in self._jieba.lcut(normalized, HMM=True) if _WORDLIKE.search(w)]
 
-    def tokenize(self, text: str) -> list[str]:
-        return self.words(normalize_text(text))
+    def words(self, text: str) -> list[str]:
+        """Normalise then segment any text (the FAQ index uses this too)."""
+        return self.cut(normalize_text(text))
 
 
 def read_userdict(path: Path) -> list[tuple[str, int | None, str | None]]:

@@ -155,7 +155,10 @@ def test_update_without_status_or_with_the_same_is_a_progress_note(
     staff.update_ticket(store, replies, ticket.id, "open", "材料已收到", "a")
     assert store.get_ticket(ticket.id).status == "open"
     events = store.ticket_events(ticket.id)[-2:]
-    assert [(e.action, e.note) for e in events] == [("note", "周三下午面谈"), ("note", "材料已收到")]
+    assert [(e.action, e.note) for e in events] == [
+        ("note", "周三下午面谈"),
+        ("note", "材料已收到"),
+    ]
     texts = [m.text for m in store.list_outbox(ticket_id=ticket.id)]
     assert texts == [
         replies.text("ticket.notify.note", ticket_id=ticket.id, kind_label="矛盾调解", note=n)

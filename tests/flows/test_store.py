@@ -124,7 +124,7 @@ def test_ticket_ids_are_readable_dated_and_sequential(store: Store) -> None:
         match = TICKET_ID.match(ticket_id)
         assert match, ticket_id
         assert match.group(1) in (before, after)
-    assert [int(TICKET_ID.match(i).group(2)) for i in ids] == list(range(1, 13))  # type: ignore[union-attr]
+    assert [int(i[-4:]) for i in ids] == list(range(1, 13))
 
 
 def test_ticket_fields_round_trip_and_lookup_is_forgiving(store: Store) -> None:
@@ -139,7 +139,7 @@ def test_ticket_fields_round_trip_and_lookup_is_forgiving(store: Store) -> None:
 
 
 def test_dedupe_key_returns_the_same_ticket(store: Store) -> None:
-    args = {
+    args: dict[str, Any] = {
         "kind": "report_issue",
         "department": "网格",
         "channel": "wechat",
@@ -395,7 +395,9 @@ def test_forget_user_keeps_anonymised_tickets_and_removes_personal_data(
     path = tmp_path / "t.db"
     s = Store(path)
     mine = new_ticket(s, user_id="u1", phone="13911112222", fields={"name": "王小明"})
-    s.change_ticket(mine.id, actor="staff", status="resolved", note="已联系王小明", notify_text="办结")
+    s.change_ticket(
+        mine.id, actor="staff", status="resolved", note="已联系王小明", notify_text="办结"
+    )
     other = new_ticket(s, user_id="u2", phone="13733334444", fields={"name": "赵六"})
     s.add_volunteer(
         name="王小明",
@@ -446,7 +448,7 @@ def test_forget_user_keeps_anonymised_tickets_and_removes_personal_data(
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
     for secret in ("13911112222", "王小明"):
         assert secret.encode() not in raw
-    assert "13733334444".encode() in raw
+    assert b"13733334444" in raw
 
 
 def test_forget_user_on_one_channel_only(store: Store) -> None:
@@ -457,11 +459,24 @@ def test_forget_user_on_one_channel_only(store: Store) -> None:
     assert store.get_ticket(wechat.id).user_id == "same"
 
 
+def test_forget_user_covers_group_chat_state_and_no_lookalikes(store: Store) -> None:
+    for key in ("u_1", "u_1@-100200", "u_10", "uX1@-100200", "uX1"):
+        store.save_conversation("telegram", key, {"k": key}, 1)
+        store.log_message("telegram", key, "in", "你好")
+    assert store.user_data_counts("u_1")["conversations"] == 2
+    counts = store.forget_user("u_1")
+    assert (counts["conversations"], counts["message_log"]) == (2, 2)
+    for key in ("u_10", "uX1@-100200", "uX1"):
+        assert store.load_conversation("telegram", key) == {"k": key}
+        assert len(store.message_log("telegram", key)) == 1
+    assert store.load_conversation("telegram", "u_1@-100200") is None
+
+
 # -- two processes --------------------------------------------------------
 
 
-def _writer(path: str, worker: int, count: int, shared: int, start: Any) -> list[str]:
-    start.wait()
+def _writer(path: str, worker: int, count: int, shared: int, start: Any, results: Any) -> None:
+    start.wait(30)
     s = Store(path)
     ids = []
     for i in range(count):
@@ -487,22 +502,27 @@ def _writer(path: str, worker: int, count: int, shared: int, start: Any) -> list
                 dedupe_key=f"shared-{i}",
             )
     s.close()
-    return ids
+    results.put(ids)
 
 
 def test_two_writer_processes_lose_nothing(tmp_path: Path) -> None:
     # The file does not exist yet: both processes also race to create the schema.
     path = str(tmp_path / "shared.db")
     count, shared = 200, 50
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        start = manager.Event()
-        with ctx.Pool(2) as pool:
-            results = [
-                pool.apply_async(_writer, (path, w, count, shared, start)) for w in range(2)
-            ]
-            start.set()
-            per_worker = [r.get(timeout=120) for r in results]
+    # fork: the worker is this module's function, which pytest's importlib mode
+    # leaves unimportable by name in a spawned interpreter.
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=_writer, args=(path, w, count, shared, start, results)) for w in range(2)
+    ]
+    for proc in workers:
+        proc.start()
+    start.set()
+    for proc in workers:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in workers] == [0, 0]
+    per_worker = [results.get(timeout=5) for _ in workers]
 
     s = Store(path)
     stored = s.list_tickets()

@@ -1,0 +1,666 @@
+"""The Telegram channel: a python-telegram-bot `Application` used for what it is
+good at (decoding updates, commands, callback queries, flood limits) while the
+dialogue itself stays with our dispatcher.
+
+    POST /telegram  -> secret check -> Update.de_json -> update_queue   (webhook)
+    getUpdates      -> update_queue                                     (--telegram-polling)
+    update_queue    -> handlers -> IncomingMessage -> Dispatcher.handle -> sendMessage
+
+Two background loops deliver the outbox (ticket notifications to users) and
+post new tickets to the staff group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.app import Core
+from bot.channels.telegram.callbacks import CallbackDataError, CallbackSigner, StaffPress
+from bot.channels.telegram.limits import (
+    FloodLimiter,
+    PerChatUpdateProcessor,
+    TelegramLimits,
+    retry_after_seconds,
+)
+from bot.channels.telegram.render import MAX_ALERT_CHARS, render_reply, trim_text
+from bot.channels.telegram.staff_chat import (
+    CURSOR_KEY,
+    apply_staff_press,
+    staff_keyboard,
+    staff_post_text,
+)
+from bot.channels.telegram.translate import (
+    CHANNEL,
+    BotIdentity,
+    addressed_to_bot,
+    base_message,
+    command_addressed_to_bot,
+    command_argument,
+    display_name,
+    is_group,
+    start_payload,
+    to_incoming,
+)
+from bot.settings import Settings
+from flows.messages import IncomingMessage, Reply
+from flows.replies import Replies
+from flows.store import OutboxItem, TicketNotFoundError
+
+log = logging.getLogger("tongxin.telegram")
+
+DEFAULT_API_URL = "https://api.telegram.org"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
+COMMANDS = ("start", "help", "faq", "status", "cancel")
+MAX_UPDATE_BYTES = 1 << 20  # updates are a few KB; anything this big is not Telegram
+STATUS_MENU_KEY = "ticket_status"  # data/flows.yml menu action that lists a user's tickets
+CANCEL_TEXT = "取消"
+OUTBOX_BATCH = 50
+OUTBOX_MAX_ATTEMPTS = 8  # network failures before a notification is given up (staff see it)
+STAFF_BATCH = 20
+
+
+class TelegramConfigError(Exception):
+    """The Telegram channel was asked for without the settings it needs."""
+
+
+def api_base(settings: Settings) -> str:
+    return (settings.telegram_api_url or DEFAULT_API_URL).rstrip("/")
+
+
+def make_bot(settings: Settings) -> Bot:
+    """A bare Bot for one-off calls (CLI): same token and API URL as the channel."""
+    if not settings.telegram_token:
+        raise TelegramConfigError("TONGXIN_TELEGRAM_TOKEN is not set")
+    base = api_base(settings)
+    return Bot(settings.telegram_token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
+
+
+def bot_commands(replies: Replies) -> list[BotCommand]:
+    """The command menu (setMyCommands), described in data/replies/telegram.yml."""
+    return [BotCommand(name, replies.text(f"telegram.command.{name}")) for name in COMMANDS]
+
+
+def parse_chat_id(raw: str | None) -> int | str | None:
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw  # "@channelname"
+
+
+def _person(message: Message | None) -> bool:
+    return message is not None and message.from_user is not None and not message.from_user.is_bot
+
+
+class TelegramChannel:
+    """`ChannelService` for Telegram; webhook unless `polling`."""
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        polling: bool = False,
+        limits: TelegramLimits | None = None,
+        outbox_interval_s: float = 1.0,
+        staff_interval_s: float = 2.0,
+    ) -> None:
+        settings = core.settings
+        if not settings.telegram_token:
+            raise TelegramConfigError("TONGXIN_TELEGRAM_TOKEN is not set")
+        self.core = core
+        self.polling = polling
+        self.limits = limits or TelegramLimits()
+        self.signer = CallbackSigner(settings.telegram_token)
+        self.staff_chat_id = parse_chat_id(settings.staff_chat_id)
+        self.staff_user_ids = settings.staff_user_ids
+        self.outbox_interval_s = outbox_interval_s
+        self.staff_interval_s = staff_interval_s
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._me: BotIdentity | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox_wake: asyncio.Event | None = None
+        self._staff_wake: asyncio.Event | None = None
+        self._staff_lock: asyncio.Lock | None = None
+
+    # -- wiring ---------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/telegram", self.webhook, methods=["POST"])]
+
+    @property
+    def application(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        if self._app is None:
+            raise RuntimeError("TelegramChannel.start() has not run")
+        return self._app
+
+    @property
+    def me(self) -> BotIdentity:
+        if self._me is None:
+            raise RuntimeError("the bot's identity is not known yet (getMe has not succeeded)")
+        return self._me
+
+    @property
+    def ready(self) -> bool:
+        return self._app is not None and self._app.running
+
+    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        settings = self.core.settings
+        base = api_base(settings)
+        builder = (
+            Application.builder()
+            .token(settings.telegram_token or "")
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            .rate_limiter(FloodLimiter(self.limits))
+            .concurrent_updates(PerChatUpdateProcessor(self.limits.max_concurrent_updates))
+        )
+        if not self.polling:
+            builder = builder.updater(None)
+        app = builder.build()
+        new = filters.UpdateType.MESSAGE
+        # Edited messages come first: the command handlers would take them too.
+        app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, self._on_edited))
+        app.add_handler(CommandHandler("start", self._on_start, filters=new))
+        app.add_handler(CommandHandler("help", self._on_help, filters=new))
+        app.add_handler(CommandHandler("faq", self._on_faq, filters=new))
+        app.add_handler(CommandHandler("status", self._on_status, filters=new))
+        app.add_handler(CommandHandler("cancel", self._on_cancel, filters=new))
+        app.add_handler(MessageHandler(new & filters.COMMAND, self._on_unknown_command))
+        app.add_handler(MessageHandler(new, self._on_message))
+        app.add_handler(CallbackQueryHandler(self._on_callback))
+        app.add_error_handler(self._on_error)
+        return app
+
+    # -- lifecycle ------------------------------------------------------
+
+    async def start(self) -> None:
+        self._outbox_wake = asyncio.Event()
+        self._staff_wake = asyncio.Event()
+        self._staff_lock = asyncio.Lock()
+        self._app = self._build()
+        try:
+            await self._boot()
+        except TelegramError as exc:
+            _log_boot_failure(exc)
+            self._tasks.append(asyncio.create_task(self._boot_later(), name="telegram-boot"))
+
+    async def _boot(self) -> None:
+        app = self.application
+        await app.initialize()  # getMe: the bot's id and username
+        self._me = BotIdentity(app.bot.id, app.bot.username)
+        await app.start()
+        if self.polling and app.updater is not None:
+            await app.updater.start_polling(allowed_updates=list(ALLOWED_UPDATES))
+        try:
+            await app.bot.set_my_commands(bot_commands(self.core.replies))
+        except TelegramError as exc:
+            log.warning("telegram: setMyCommands failed (%s); the menu stays as it was", exc)
+        self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
+        if self.staff_chat_id is not None:
+            self._tasks.append(asyncio.create_task(self._staff_loop(), name="telegram-staff"))
+        log.info(
+            "telegram: @%s ready (%s)", self._me.username, "polling" if self.polling else "webhook"
+        )
+
+    async def _boot_later(self) -> None:
+        delay = 2.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._boot()
+                return
+            except TelegramError as exc:
+                _log_boot_failure(exc)
+                delay = min(delay * 2, 120.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        app = self._app
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()  # handles what is already queued first
+        with contextlib.suppress(Exception):
+            await app.shutdown()
+
+    async def drain(self) -> None:
+        """Wait until every queued update has been handled (tests, benches)."""
+        await self.application.update_queue.join()
+
+    # -- webhook --------------------------------------------------------
+
+    async def webhook(self, request: Request) -> Response:
+        """Only checks, decodes and enqueues: the reply goes out with sendMessage."""
+        secret = self.core.settings.telegram_webhook_secret
+        given = request.headers.get(SECRET_HEADER)
+        if (
+            not secret
+            or given is None
+            or not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
+        ):
+            return Response(status_code=403)
+        app = self._app
+        if app is None or not app.running:
+            return Response(status_code=503)  # Telegram retries later
+        body = await _read_limited(request, MAX_UPDATE_BYTES)
+        if body is None:
+            return Response(status_code=413)
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an Update")
+            update = Update.de_json(data, app.bot)
+        except Exception as exc:
+            log.warning("telegram: rejected a webhook body that is not an Update (%s)", type(exc))
+            return Response(status_code=400)
+        await app.update_queue.put(update)
+        return Response(status_code=200)
+
+    # -- handlers -------------------------------------------------------
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message) or not addressed_to_bot(message, self.me):
+            return
+        incoming = to_incoming(message, self.me)
+        if incoming is not None:
+            await self._converse(incoming, message)
+
+    async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        payload = start_payload(command_argument(message))
+        incoming = base_message(message, kind="event", event="start", event_key=payload)
+        await self._converse(incoming, message)
+
+    async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        await self._converse(base_message(message, text=CANCEL_TEXT, kind="text"), message)
+
+    async def _on_faq(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        question = command_argument(message)
+        if not question:
+            await self._say(message, self.core.replies.text("telegram.faq_usage"))
+            return
+        await self._converse(base_message(message, text=question, kind="text"), message)
+
+    async def _on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        if is_group(message.chat):
+            # A ticket list names the user's requests: never shown to the group.
+            button = InlineKeyboardButton(
+                self.core.replies.text("telegram.status_button"),
+                url=self.me.deep_link(STATUS_MENU_KEY),
+            )
+            await self._say(
+                message,
+                self.core.replies.text("telegram.status_private"),
+                InlineKeyboardMarkup([[button]]),
+            )
+            return
+        incoming = base_message(message, kind="event", event="menu", event_key=STATUS_MENU_KEY)
+        await self._converse(incoming, message)
+
+    async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        await self._say(message, self.core.replies.text("telegram.help"))
+
+    async def _on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or not _person(message):
+            return
+        if command_addressed_to_bot(message, self.me):
+            await self._say(message, self.core.replies.text("telegram.unknown_command"))
+
+    async def _on_edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # An edit never re-runs a flow: the original answer may already be a ticket.
+        message = update.edited_message
+        if message is None or not _person(message) or is_group(message.chat):
+            return
+        await self._say(message, self.core.replies.text("telegram.edited_ignored"))
+
+    async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        replies = self.core.replies
+        try:
+            press = self.signer.open(query.data)
+        except CallbackDataError as exc:
+            log.warning("telegram: refused callback data from user %s: %s", query.from_user.id, exc)
+            await query.answer(replies.text("telegram.alert.invalid_button"), show_alert=True)
+            return
+        if isinstance(press, StaffPress):
+            await self._on_staff_press(update, press)
+            return
+        if press.user_id != query.from_user.id:
+            await query.answer(replies.text("telegram.alert.not_yours"), show_alert=True)
+            return
+        await query.answer()
+        shown = query.message if isinstance(query.message, Message) else None
+        chat = query.message.chat if query.message is not None else None
+        chat_id = chat.id if chat is not None else query.from_user.id
+        incoming = IncomingMessage(
+            channel=CHANNEL,
+            user_id=str(query.from_user.id),
+            text=press.payload,
+            kind="text",
+            message_id=f"cb:{query.id}",
+            chat_id=str(chat_id),
+            in_group=is_group(chat),
+            display_name=display_name(query.from_user),
+        )
+        if shown is not None:
+            # A choice is made once; the buttons go so that it can't be pressed again.
+            with contextlib.suppress(TelegramError):
+                await shown.edit_reply_markup(reply_markup=None)
+        replies_out = await asyncio.to_thread(self.core.dispatcher.handle, incoming)
+        reply_to = shown.message_id if shown is not None and is_group(chat) else None
+        await self._send_replies(chat_id, query.from_user.id, replies_out, reply_to=reply_to)
+
+    async def _on_staff_press(self, update: Update, press: StaffPress) -> None:
+        query = update.callback_query
+        assert query is not None
+        replies = self.core.replies
+        staff = query.from_user
+        if staff.id not in self.staff_user_ids:
+            log.warning("telegram: user %s pressed a staff button; refused", staff.id)
+            await query.answer(replies.text("telegram.alert.staff_only"), show_alert=True)
+            return
+        assert self._staff_lock is not None
+        async with self._staff_lock:  # two staff pressing at once must not both act
+            outcome = await asyncio.to_thread(
+                apply_staff_press,
+                self.core.store,
+                replies,
+                press,
+                staff_name=display_name(staff) or f"工作人员{staff.id}",
+                staff_id=staff.id,
+            )
+        await query.answer(outcome.text[:MAX_ALERT_CHARS], show_alert=outcome.alert)
+        if outcome.ticket is not None and isinstance(query.message, Message):
+            with contextlib.suppress(BadRequest):  # "message is not modified"
+                await query.message.edit_reply_markup(
+                    reply_markup=staff_keyboard(self.signer, replies, outcome.ticket)
+                )
+        if not outcome.alert and self._outbox_wake is not None:
+            self._outbox_wake.set()  # the user's notification is waiting in the outbox
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("telegram: update %s failed", update_id, exc_info=context.error)
+
+    # -- conversation ---------------------------------------------------
+
+    async def _converse(self, incoming: IncomingMessage, message: Message) -> None:
+        """One dispatcher turn (in a worker thread: it parses and writes SQLite),
+        then the replies, quoting the user's message in a group."""
+        replies = await asyncio.to_thread(self.core.dispatcher.handle, incoming)
+        if self._staff_wake is not None:
+            self._staff_wake.set()  # the turn may have created a ticket
+        reply_to = message.message_id if is_group(message.chat) else None
+        assert message.from_user is not None
+        await self._send_replies(message.chat.id, message.from_user.id, replies, reply_to=reply_to)
+
+    async def _say(
+        self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        """A channel-level answer (help, usage, notes) that needs no dialogue turn."""
+        reply_to = message.message_id if is_group(message.chat) else None
+        await self._send(message.chat.id, trim_text(text), markup, reply_to)
+
+    async def _send(
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, reply_to: int | None
+    ) -> None:
+        params = (
+            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+            if reply_to is not None
+            else None
+        )
+        await self.application.bot.send_message(
+            chat_id, text, reply_markup=markup, reply_parameters=params
+        )
+
+    async def _send_replies(
+        self, chat_id: int, user_id: int, replies: list[Reply], *, reply_to: int | None
+    ) -> None:
+        rendered = [
+            r
+            for r in (
+                render_reply(
+                    reply,
+                    me=self.me,
+                    signer=self.signer,
+                    user_id=user_id,
+                    private_label=self.core.replies.text("telegram.private_button"),
+                )
+                for reply in replies
+            )
+            if r is not None
+        ]
+        for i, item in enumerate(rendered):
+            try:
+                await self._send(chat_id, item.text, item.markup, reply_to if i == 0 else None)
+            except Forbidden:
+                log.info("telegram: chat %s blocked the bot; reply dropped", chat_id)
+                return
+            except BadRequest as exc:
+                log.warning("telegram: reply to chat %s refused: %s", chat_id, exc.message)
+            except (RetryAfter, NetworkError) as exc:
+                # The turn is saved already; what could not go out now goes
+                # through the outbox (text only) instead of being lost.
+                log.warning("telegram: reply to chat %s deferred to the outbox: %s", chat_id, exc)
+                for rest in rendered[i:]:
+                    await asyncio.to_thread(
+                        self.core.store.enqueue,
+                        CHANNEL,
+                        str(user_id),
+                        rest.text,
+                        chat_id=str(chat_id),
+                    )
+                return
+
+    # -- outbox ---------------------------------------------------------
+
+    async def _outbox_loop(self) -> None:
+        assert self._outbox_wake is not None
+        while True:
+            pause = self.outbox_interval_s
+            try:
+                items = await asyncio.to_thread(
+                    self.core.store.due_outbox, CHANNEL, limit=OUTBOX_BATCH
+                )
+                for item in items:
+                    wait = await self.deliver(item)
+                    if wait:
+                        pause = max(pause, wait)
+                        break
+                else:
+                    if len(items) == OUTBOX_BATCH:
+                        continue  # more are due
+            except Exception:
+                log.exception("telegram: outbox delivery failed")
+            self._outbox_wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._outbox_wake.wait(), timeout=pause)
+
+    async def deliver(self, item: OutboxItem) -> float:
+        """Send one outbox row; records the outcome on the row. Returns how long
+        the whole outbox should wait (a 429's retry_after), else 0."""
+        store = self.core.store
+        target = item.chat_id or item.user_id
+        try:
+            chat_id = int(target)
+        except ValueError:
+            await asyncio.to_thread(
+                store.mark_outbox_failed, item.id, "no Telegram chat id", retry_in_s=None
+            )
+            return 0.0
+        try:
+            await self.application.bot.send_message(
+                chat_id, trim_text(item.text), rate_limit_args=True
+            )
+        except Forbidden as exc:
+            # Blocked by the user (or kicked from the group): final, staff see it.
+            await asyncio.to_thread(
+                store.mark_outbox_failed, item.id, f"403 {exc.message}", retry_in_s=None
+            )
+        except RetryAfter as exc:
+            wait = retry_after_seconds(exc)
+            await asyncio.to_thread(
+                store.mark_outbox_failed, item.id, f"429 retry after {wait:g} s", retry_in_s=wait
+            )
+            return wait
+        except BadRequest as exc:
+            await asyncio.to_thread(
+                store.mark_outbox_failed, item.id, f"400 {exc.message}", retry_in_s=None
+            )
+        except (NetworkError, TelegramError) as exc:
+            final = item.attempts + 1 >= OUTBOX_MAX_ATTEMPTS
+            backoff = None if final else min(3600.0, 15.0 * 2**item.attempts)
+            await asyncio.to_thread(
+                store.mark_outbox_failed, item.id, _error_text(exc), retry_in_s=backoff
+            )
+        else:
+            await asyncio.to_thread(store.mark_outbox_sent, item.id)
+        return 0.0
+
+    # -- staff group ----------------------------------------------------
+
+    async def _staff_loop(self) -> None:
+        assert self._staff_wake is not None
+        store = self.core.store
+        raw = await asyncio.to_thread(store.kv_get, CURSOR_KEY)
+        if raw is None:
+            # First start: post what is new from now on, not the whole history.
+            cursor = await asyncio.to_thread(store.last_event_id)
+            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(cursor))
+        else:
+            cursor = int(raw)
+        while True:
+            pause = self.staff_interval_s
+            try:
+                cursor, pause = await self._post_new_tickets(cursor)
+            except Exception:
+                log.exception("telegram: posting to the staff chat failed")
+            self._staff_wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._staff_wake.wait(), timeout=pause)
+
+    async def _post_new_tickets(self, cursor: int) -> tuple[int, float]:
+        """Post tickets created after event `cursor`; returns the new cursor and
+        how long to wait before the next look."""
+        store, replies = self.core.store, self.core.replies
+        events = await asyncio.to_thread(
+            store.events_after, cursor, action="created", limit=STAFF_BATCH
+        )
+        for event in events:
+            try:
+                ticket = await asyncio.to_thread(store.get_ticket, event.ticket_id)
+            except TicketNotFoundError:
+                ticket = None
+            if ticket is not None:
+                try:
+                    await self.application.bot.send_message(
+                        self.staff_chat_id,
+                        staff_post_text(replies, ticket),
+                        reply_markup=staff_keyboard(self.signer, replies, ticket),
+                        rate_limit_args=True,
+                    )
+                except RetryAfter as exc:
+                    return cursor, max(self.staff_interval_s, retry_after_seconds(exc))
+                except Forbidden as exc:
+                    log.error("telegram: cannot post to the staff chat: %s", exc.message)
+                    return cursor, 60.0
+                except BadRequest as exc:
+                    # Retrying the same message would fail the same way.
+                    log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
+                except (NetworkError, TelegramError) as exc:
+                    log.warning("telegram: staff post of %s failed: %s", ticket.id, exc)
+                    return cursor, max(self.staff_interval_s, 10.0)
+            cursor = event.id
+            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(cursor))
+        pause = 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
+        return cursor, pause
+
+
+def _error_text(exc: TelegramError) -> str:
+    if isinstance(exc, InvalidToken):
+        return "bot token rejected"  # PTB's message would quote the token
+    return f"{type(exc).__name__}: {exc.message}"[:300]
+
+
+def _log_boot_failure(exc: TelegramError) -> None:
+    log.error(
+        "telegram: Bot API not usable yet (%s); retrying in the background",
+        _error_text(exc),
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,329 @@
+"""`GET/POST /wechat`: WeChat XML in -> the dispatcher -> reply XML out.
+
+WeChat waits 5 seconds for an answer and then retries (three times). The
+dispatcher runs in a worker thread under a budget of about 4 s; when the budget
+runs out the request answers `success` (WeChat then neither retries nor shows an
+error), and the replies go to the outbox once the turn finishes, for the outbox
+worker to send through the customer-service API.
+
+Retries are harmless: the dispatcher de-duplicates by message id inside its
+transaction, so a retry waits for the first turn and gets the same replies. A
+retry of a turn whose replies were queued answers `success` instead of sending
+them a second time (a marker in the store's key/value table says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot.channels.wechat.crypto import SafeModeCrypto
+from bot.channels.wechat.delivery import Backoff, OutboxWorker
+from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
+from bot.channels.wechat.security import (
+    RequestRejectedError,
+    SignatureError,
+    verify_fresh,
+    verify_signature,
+)
+from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
+from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
+from bot.channels.wechat_api import WeChatApi
+from flows.messages import IncomingMessage
+
+if TYPE_CHECKING:
+    from bot.app import Core
+
+log = logging.getLogger("tongxin.wechat")
+
+DEFAULT_BUDGET_S = 4.0
+# Markers outlive WeChat's retries (about 15 s) by a wide margin.
+MARKER_TTL_S = 24 * 3600.0
+TRIM_NOTE_ID = "wechat.trimmed"
+
+
+class BodyTooLargeError(RequestRejectedError):
+    status = 413
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    token: str
+    appid: str | None = None
+    secret: str | None = None
+    aes_key: str | None = None
+    api_url: str | None = None
+
+
+@dataclass
+class _Turn:
+    """One message being handled; retries of it join instead of starting another."""
+
+    task: asyncio.Future[list[str] | None]
+    late: bool = False
+
+
+def _queued_key(message_id: str) -> str:
+    return f"wechat:queued:{message_id}"
+
+
+def _rest_key(message_id: str) -> str:
+    return f"wechat:rest:{message_id}"
+
+
+class WeChatChannel:
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        config: WeChatConfig | None = None,
+        budget_s: float = DEFAULT_BUDGET_S,
+        poll_s: float = 2.0,
+        backoff: Backoff | None = None,
+        path: str = "/wechat",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        settings = core.settings
+        if config is None:
+            if not settings.wechat_token:
+                raise ValueError("the WeChat channel needs TONGXIN_WECHAT_TOKEN")
+            config = WeChatConfig(
+                token=settings.wechat_token,
+                appid=settings.wechat_appid,
+                secret=settings.wechat_secret,
+                aes_key=settings.wechat_aes_key,
+                api_url=settings.wechat_api_url,
+            )
+        self.config = config
+        self.store = core.store
+        self.handle = core.dispatcher.handle
+        self.replies = core.replies
+        self.budget_s = budget_s
+        self.poll_s = poll_s
+        self.path = path
+        self.clock = clock
+        self.crypto = (
+            SafeModeCrypto(config.token, config.aes_key, config.appid or "")
+            if config.aes_key
+            else None
+        )
+        self.api = (
+            WeChatApi(self.store, appid=config.appid, secret=config.secret, base_url=config.api_url)
+            if config.appid and config.secret
+            else None
+        )
+        self.worker = OutboxWorker(self.store, self.api, backoff=backoff) if self.api else None
+        self._turns: dict[str, _Turn] = {}
+        self._late: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._worker_task: asyncio.Task[None] | None = None
+
+    # -- ChannelService -----------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(self.path, self.verify, methods=["GET"]),
+            Route(self.path, self.receive, methods=["POST"]),
+        ]
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        if self.worker is None:
+            log.warning(
+                "WeChat outbox delivery is off: set TONGXIN_WECHAT_APPID and "
+                "TONGXIN_WECHAT_SECRET to send late replies and ticket updates"
+            )
+            return
+        self._worker_task = asyncio.create_task(
+            self.worker.run(self._wake, self._stop, poll_s=self.poll_s)
+        )
+
+    async def stop(self) -> None:
+        if self._late:
+            # Turns still running must still queue their replies.
+            await asyncio.wait(set(self._late), timeout=30)
+        self._stop.set()
+        if self._worker_task is not None:
+            await self._worker_task
+            self._worker_task = None
+
+    # -- GET: WeChat's URL check ---------------------------------------------
+
+    async def verify(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            self._check_url(request)
+            echo = q.get("echostr")
+            if not echo:
+                raise XmlRejectedError("no echostr")
+            if q.get("msg_signature") and self.crypto is not None:
+                verify_signature(
+                    (self.config.token, q["timestamp"], q.get("nonce", ""), echo),
+                    q.get("msg_signature"),
+                )
+                echo = self.crypto.decrypt(echo)
+        except RequestRejectedError as exc:
+            return self._rejected(exc)
+        return PlainTextResponse(echo)
+
+    # -- POST: a message or event --------------------------------------------
+
+    async def receive(self, request: Request) -> Response:
+        q = request.query_params
+        encrypted = q.get("encrypt_type", "").lower() == "aes"
+        try:
+            if not encrypted and self.crypto is not None:
+                # In safe mode the body is signed; a plain request has an unsigned body.
+                raise SignatureError("unencrypted request in safe mode")
+            if encrypted and self.crypto is not None:
+                if q.get("signature"):
+                    self._check_url(request)
+                else:
+                    verify_fresh(q.get("timestamp"), now=self.clock)
+            else:
+                self._check_url(request)
+            body = await _read_body(request)
+            if encrypted and self.crypto is not None:
+                body = self.crypto.open(
+                    body,
+                    msg_signature=q.get("msg_signature"),
+                    timestamp=q.get("timestamp", ""),
+                    nonce=q.get("nonce", ""),
+                )
+            fields = parse_xml(body)
+            if "MsgType" not in fields and "Encrypt" in fields:
+                log.error("encrypted WeChat message but TONGXIN_WECHAT_AES_KEY is not set")
+                raise XmlRejectedError("cannot decrypt: no AES key configured")
+            parties = parties_of(fields)
+            msg = translate(fields)
+        except RequestRejectedError as exc:
+            return self._rejected(exc)
+        if msg is None:
+            return _success()
+        text = await self._passive_text(msg)
+        if not text:
+            return _success()
+        return self._reply(parties, text, encrypted=encrypted and self.crypto is not None)
+
+    def _check_url(self, request: Request) -> None:
+        q = request.query_params
+        verify_signature(
+            (self.config.token, q.get("timestamp", ""), q.get("nonce", "")), q.get("signature")
+        )
+        verify_fresh(q.get("timestamp"), now=self.clock)
+
+    def _rejected(self, exc: RequestRejectedError) -> Response:
+        log.warning("WeChat request rejected (%s): %s", exc.status, exc)
+        return PlainTextResponse(type(exc).__name__, status_code=exc.status)
+
+    def _reply(self, parties: Parties, text: str, *, encrypted: bool) -> Response:
+        now = self.clock()
+        xml = text_reply_xml(to_user=parties.user, from_account=parties.account, text=text, now=now)
+        if encrypted and self.crypto is not None:
+            xml = self.crypto.seal(xml, timestamp=str(int(now)))
+        return Response(xml, media_type="application/xml")
+
+    # -- the budget ------------------------------------------------------------
+
+    async def _passive_text(self, msg: IncomingMessage) -> str | None:
+        """The text to answer in the HTTP response, or None for `success`."""
+        key = msg.message_id or ""
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = _Turn(asyncio.ensure_future(asyncio.to_thread(self._run_turn, msg)))
+            self._turns[key] = turn
+            turn.task.add_done_callback(lambda _t: self._forget(key, turn))
+        elif turn.late:
+            return None  # a retry of a turn whose replies are being queued
+        try:
+            parts = await asyncio.wait_for(asyncio.shield(turn.task), self.budget_s)
+        except TimeoutError:
+            if not turn.late:
+                turn.late = True
+                log.warning(
+                    "WeChat turn over budget (%.1f s); replying via the outbox", self.budget_s
+                )
+                late = asyncio.ensure_future(self._finish_late(msg, turn))
+                self._late.add(late)
+                late.add_done_callback(self._late.discard)
+            return None
+        if turn.late or not parts:
+            return None
+        if len(parts) > 1:
+            await asyncio.to_thread(self._queue_rest, key, msg.user_id, parts[1:])
+            self._wake.set()
+        return parts[0]
+
+    def _forget(self, key: str, turn: _Turn) -> None:
+        if not turn.late and self._turns.get(key) is turn:
+            del self._turns[key]
+
+    def _run_turn(self, msg: IncomingMessage) -> list[str] | None:
+        """In a worker thread: the dispatcher's turn, as WeChat-sized parts; None
+        when an earlier attempt of this message already queued its replies."""
+        replies = self.handle(msg)
+        if msg.message_id and self.store.kv_get(_queued_key(msg.message_id)) is not None:
+            return None
+        note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
+        return split_text(join_replies(replies), trim_note=note)
+
+    async def _finish_late(self, msg: IncomingMessage, turn: _Turn) -> None:
+        key = msg.message_id or ""
+        try:
+            parts = await turn.task
+            if parts:
+                await asyncio.to_thread(self._queue_late, key, msg.user_id, parts)
+                self._wake.set()
+        except Exception:
+            log.exception("could not queue a late WeChat reply")
+        finally:
+            if self._turns.get(key) is turn:
+                del self._turns[key]
+
+    def _queue_late(self, key: str, user_id: str, parts: list[str]) -> None:
+        with self.store.transaction():
+            if self.store.kv_get(_queued_key(key)) is not None:
+                return  # another process queued them
+            if self.store.kv_get(_rest_key(key)) is not None:
+                parts = parts[:1]  # an earlier answer already queued the rest
+            self.store.kv_set(_queued_key(key), "1", ttl_s=MARKER_TTL_S)
+            for part in parts:
+                self.store.enqueue(CHANNEL, user_id, part)
+
+    def _queue_rest(self, key: str, user_id: str, rest: list[str]) -> None:
+        with self.store.transaction():
+            if self.store.kv_get(_rest_key(key)) is not None:
+                return  # a retry: the rest is already on its way
+            self.store.kv_set(_rest_key(key), "1", ttl_s=MARKER_TTL_S)
+            for part in rest:
+                self.store.enqueue(CHANNEL, user_id, part)
+
+
+def _success() -> Response:
+    return PlainTextResponse("success")
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise BodyTooLargeError("body over 64 KB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLargeError("body over 64 KB")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,158 @@
+"""The outbox worker: queued messages (late replies, ticket updates) go out
+through the customer-service message API.
+
+WeChat's answer decides what happens to a row:
+- sent: marked sent;
+- outside the 48-hour window (45015), a quota used up (45009, 45047) or another
+  refusal: failed for good, the error kept on the row for `tongxin outbox list`;
+- network trouble, HTTP errors, "system busy" (-1), the minute quota (45011):
+  retried later with exponential back-off, given up after `max_attempts`.
+
+Several processes may run a worker on the same database; a lease in the store's
+key/value table lets only one of them deliver at a time, so no row goes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.channels.wechat.render import MAX_TEXT_BYTES, split_text
+from bot.channels.wechat_api import WeChatApiError, WeChatNetworkError
+from flows.store import OutboxItem, Store
+
+log = logging.getLogger("tongxin.wechat.outbox")
+
+CHANNEL = "wechat"
+LEASE_KEY = "wechat:outbox_lease"
+
+# errcode -> what staff read on the failed row.
+FINAL_ERRORS: dict[int, str] = {
+    45015: "outside WeChat's 48-hour reply window (the user has not written recently)",
+    45047: "customer-service message quota for this user used up",
+    45009: "daily API quota used up",
+    43004: "the user has unsubscribed",
+    40003: "not a valid OpenID for this account",
+    48001: "the account may not use the customer-service API",
+    45002: "message too long",
+}
+# Retried later: system busy, the per-minute quota, a token refused even after a refresh.
+RETRY_ERRCODES = frozenset({-1, 45011, 40001, 40014, 42001})
+
+
+class Sender(Protocol):
+    def send_text(self, openid: str, text: str) -> None: ...
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    retrying: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first_s: float = 5.0
+    max_s: float = 600.0
+    max_attempts: int = 12
+
+    def delay(self, attempts_so_far: int) -> float:
+        return min(self.max_s, self.first_s * 2 ** max(0, attempts_so_far))
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        *,
+        backoff: Backoff | None = None,
+        batch: int = 20,
+        lease_s: float = 30.0,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.backoff = backoff or Backoff()
+        self.batch = batch
+        self.lease_s = lease_s
+        self.owner = owner or uuid.uuid4().hex
+
+    # -- one pass (blocking; run it in a thread) --------------------------
+
+    def deliver_due(self) -> DeliveryReport:
+        report = DeliveryReport()
+        if not self._take_lease():
+            return report
+        for item in self.store.due_outbox(CHANNEL, limit=self.batch):
+            if not self._deliver(item, report):
+                break  # WeChat unreachable: the other rows wait for the next pass
+        return report
+
+    def _take_lease(self) -> bool:
+        with self.store.transaction():
+            holder = self.store.kv_get(LEASE_KEY)
+            if holder not in (None, self.owner):
+                return False
+            self.store.kv_set(LEASE_KEY, self.owner, ttl_s=self.lease_s)
+            return True
+
+    def release(self) -> None:
+        with self.store.transaction():
+            if self.store.kv_get(LEASE_KEY) == self.owner:
+                self.store.kv_delete(LEASE_KEY)
+
+    def _deliver(self, item: OutboxItem, report: DeliveryReport) -> bool:
+        """Send one row and record the outcome; False when WeChat is unreachable."""
+        try:
+            for part in split_text(item.text, limit=MAX_TEXT_BYTES):
+                self.sender.send_text(item.user_id, part)
+        except WeChatApiError as exc:
+            if exc.errcode in RETRY_ERRCODES:
+                self._retry(item, f"{exc.errcode} {exc.errmsg}", report)
+                return False
+            hint = FINAL_ERRORS.get(exc.errcode)
+            error = f"{exc.errcode} {hint}: {exc.errmsg}" if hint else str(exc)
+            self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=None)
+            report.failed.append(item.id)
+            log.warning("outbox %s not delivered: %s", item.id, exc.errcode)
+            return True
+        except WeChatNetworkError as exc:
+            self._retry(item, f"network: {exc}", report)
+            return False
+        self.store.mark_outbox_sent(item.id)
+        report.sent.append(item.id)
+        return True
+
+    def _retry(self, item: OutboxItem, error: str, report: DeliveryReport) -> None:
+        if item.attempts + 1 >= self.backoff.max_attempts:
+            final = f"gave up after {item.attempts + 1} attempts; last: {error}"
+            self.store.mark_outbox_failed(item.id, final[:300], retry_in_s=None)
+            report.failed.append(item.id)
+            return
+        delay = self.backoff.delay(item.attempts)
+        self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=delay)
+        report.retrying.append(item.id)
+        log.info("outbox %s: %s; retrying in %.0f s", item.id, error, delay)
+
+    # -- the loop ---------------------------------------------------------
+
+    async def run(self, wake: asyncio.Event, stop: asyncio.Event, *, poll_s: float = 2.0) -> None:
+        """Deliver until `stop` is set; `wake` starts a pass at once (a reply was queued)."""
+        while not stop.is_set():
+            wake.clear()
+            try:
+                await asyncio.to_thread(self.deliver_due)
+            except Exception:
+                log.exception("outbox pass failed")
+            waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(
+                waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+        await asyncio.to_thread(self.release)

@@ -1,0 +1,317 @@
+"""`tongxin nlu train|parse|test|export-rasa`: the NLU layer from the command line.
+
+Settings come from the environment (TONGXIN_NLU_DATA, TONGXIN_MODEL_DIR,
+TONGXIN_NLU_THRESHOLD, TONGXIN_NLU_AMBIGUITY, TONGXIN_RASA_URL, XDG_CACHE_HOME)
+and are overridden by options. Heavy imports stay inside the handlers so that
+`tongxin nlu parse` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.cli.common import CliError, add_command
+
+if TYPE_CHECKING:
+    from nlu.settings import NluSettings
+
+
+def register(sub: Any) -> None:
+    group = add_command(
+        sub,
+        "nlu",
+        "Understand messages: train, parse, test and export the intent/entity model.",
+        'tongxin nlu parse "开小吃店想贷五万块钱，利息多少"',
+    )
+    group.set_defaults(handler=lambda _args: _help(group))
+    nsub = group.add_subparsers(dest="nlu_command", metavar="ACTION")
+
+    train = add_command(
+        nsub,
+        "train",
+        "Train the intent classifier on the Rasa NLU files and save it with its metadata "
+        "(data hash, library versions). Default model dir: $TONGXIN_MODEL_DIR or "
+        "~/.cache/tongxin/model.",
+        "tongxin nlu train --out /tmp/tongxin-model",
+    )
+    _add_data_option(train, "training data file or directory (repeatable; default: nlu/data/)")
+    train.add_argument("--out", metavar="DIR", help="where to save the model")
+    train.set_defaults(handler=cmd_train)
+
+    parse = add_command(
+        nsub,
+        "parse",
+        "Parse messages into Rasa-style JSON (intent, intent_ranking, entities): one JSON "
+        "object per line. Reads one message per line from stdin unless messages are given. "
+        "Trains the model first when none exists (a note goes to stderr).",
+        "printf '你好\\n楼上天天半夜吵\\n' | tongxin nlu parse\n"
+        '  tongxin nlu parse "开小吃店想贷五万块钱，利息多少"',
+    )
+    parse.add_argument("text", nargs="*", help="message(s) to parse (default: stdin lines)")
+    _add_model_options(parse)
+    parse.add_argument(
+        "--rasa-url", metavar="URL", help="ask this Rasa server first (default: $TONGXIN_RASA_URL)"
+    )
+    parse.set_defaults(handler=cmd_parse)
+
+    test = add_command(
+        nsub,
+        "test",
+        "Evaluate like `rasa test nlu`: accuracy, macro-F1, per-intent precision/recall/F1, "
+        "worst confusions, entity scores. --data FILE tests the trained model on FILE (a Rasa "
+        "NLU file or a YAML list of {text, intent}); --cv K cross-validates instead; with "
+        "neither, the model is tested on its own training data.",
+        "tongxin nlu test --cv 10 --json-report /tmp/nlu-report.json",
+    )
+    test.add_argument("--data", metavar="FILE", help="labelled test messages")
+    test.add_argument("--cv", type=int, metavar="K", help="K-fold stratified cross-validation")
+    test.add_argument("--json-report", metavar="FILE", help="also write the full report as JSON")
+    test.add_argument("--errors", type=int, default=0, metavar="N", help="print N misclassified")
+    _add_data_option(test, "training data file or directory (repeatable)", flag="--train-data")
+    _add_model_options(test)
+    test.set_defaults(handler=cmd_test)
+
+    export = add_command(
+        nsub,
+        "export-rasa",
+        "Write a Rasa project (config.yml with a JiebaTokenizer pipeline, data/, the jieba "
+        "user dictionary) ready for `rasa train nlu`.",
+        "tongxin nlu export-rasa /tmp/tongxin-rasa",
+    )
+    export.add_argument("out", metavar="DIR", help="output directory")
+    _add_data_option(export, "training data file or directory (repeatable)")
+    _add_threshold_options(export)
+    export.set_defaults(handler=cmd_export)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _add_data_option(parser: argparse.ArgumentParser, help_text: str, flag: str = "--data") -> None:
+    parser.add_argument(
+        flag, dest="train_data", action="append", metavar="PATH", default=None, help=help_text
+    )
+
+
+def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="fallback below this confidence (default: $TONGXIN_NLU_THRESHOLD or 0.4)",
+    )
+    parser.add_argument(
+        "--ambiguity",
+        type=float,
+        metavar="P",
+        help="fallback when the top two are closer than this (default: $TONGXIN_NLU_AMBIGUITY "
+        "or 0.1)",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", metavar="DIR", help="trained model location")
+    _add_threshold_options(parser)
+
+
+def settings_from_args(args: argparse.Namespace) -> NluSettings:
+    """Environment first, then options: the CLI is a composition root."""
+    from nlu.settings import NluSettings, SettingsError
+
+    try:
+        settings = NluSettings.from_env(os.environ)
+        changes: dict[str, Any] = {}
+        if getattr(args, "train_data", None):
+            changes["data_paths"] = tuple(Path(p) for p in args.train_data)
+        if getattr(args, "model_dir", None):
+            changes["model_dir"] = Path(args.model_dir)
+        if getattr(args, "threshold", None) is not None:
+            changes["fallback_threshold"] = args.threshold
+        if getattr(args, "ambiguity", None) is not None:
+            changes["ambiguity_threshold"] = args.ambiguity
+        if getattr(args, "rasa_url", None):
+            changes["rasa_url"] = args.rasa_url
+        return replace(settings, **changes)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _note(message: str) -> None:
+    print(f"tongxin: note: {message}", file=sys.stderr, flush=True)
+
+
+def _data_files(settings: NluSettings) -> list[Path]:
+    from nlu.training_data import default_data_paths, resolve_data_paths
+
+    files = resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise CliError(f"NLU data file(s) not found: {', '.join(missing)}")
+    if not files:
+        raise CliError("no NLU data files found")
+    return files
+
+
+def _load_parser(settings: NluSettings) -> Any:
+    from nlu.classifier import ModelError
+    from nlu.parser import load_parser
+    from nlu.training_data import TrainingDataError
+
+    try:
+        return load_parser(settings, notify=_note)
+    except TrainingDataError as exc:
+        details = "".join(f"\n  {p}" for p in exc.problems[:20])
+        raise CliError(f"{exc}{details}") from None
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nlu.tokenizer import Tokenizer
+    from nlu.training import train_and_save
+    from nlu.training_data import TrainingDataError
+
+    settings = settings_from_args(args)
+    if args.out:
+        settings = replace(settings, model_dir=Path(args.out))
+    files = _data_files(settings)
+    tokenizer = Tokenizer(settings.userdict, settings.resolved_cache_dir())
+    try:
+        _model, summary = train_and_save(files, settings.resolved_model_dir(), tokenizer)
+    except TrainingDataError as exc:
+        details = "".join(f"\n  {p}" for p in exc.problems[:20])
+        raise CliError(f"{exc}{details}") from None
+    for problem in summary.problems:
+        print(problem, file=sys.stderr)
+    print(
+        f"trained on {summary.n_examples} examples, {summary.n_intents} intents, "
+        f"{summary.n_features} features in {summary.seconds:.1f} s "
+        f"(temperature {summary.temperature:.2f}); model saved to {summary.model_dir}"
+    )
+    return 0
+
+
+def _stdin_messages() -> Iterator[str]:
+    # Bytes, split on \n only, decoded per line: invalid UTF-8 in one line
+    # becomes U+FFFD there and cannot stop the batch.
+    for raw in sys.stdin.buffer:
+        yield raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def _argv_text(text: str) -> str:
+    # Undecodable argv bytes arrive as surrogate escapes; make them U+FFFD.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from nlu.types import FALLBACK_INTENT
+
+    settings = settings_from_args(args)
+    parser = _load_parser(settings)
+    messages = (_argv_text(t) for t in args.text) if args.text else _stdin_messages()
+    out = sys.stdout
+    out.flush()
+    for text in messages:
+        try:
+            result = parser.parse(text).to_dict()
+        except Exception as exc:  # one bad message must not stop the batch
+            print(f"tongxin: error parsing a message: {type(exc).__name__}", file=sys.stderr)
+            result = {
+                "text": text,
+                "intent": {"name": FALLBACK_INTENT, "confidence": settings.fallback_threshold},
+                "intent_ranking": [],
+                "entities": [],
+            }
+        line = json.dumps(result, ensure_ascii=False) + "\n"
+        out.buffer.write(line.encode("utf-8", "replace"))
+        out.buffer.flush()
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from nlu.evaluate import cross_validate, evaluate_parser, format_report
+    from nlu.tokenizer import Tokenizer
+    from nlu.training_data import (
+        TrainingData,
+        TrainingDataError,
+        load_examples,
+        load_training_data,
+    )
+
+    settings = settings_from_args(args)
+    try:
+        if args.cv is not None:
+            if args.cv < 2:
+                raise CliError("--cv needs K >= 2")
+            if args.data:
+                data = TrainingData(tuple(load_examples(Path(args.data))))
+            else:
+                data, _problems = load_training_data(_data_files(settings))
+            tokenizer = Tokenizer(settings.userdict, settings.resolved_cache_dir())
+            try:
+                report = cross_validate(
+                    data,
+                    tokenizer,
+                    args.cv,
+                    fallback_threshold=settings.fallback_threshold,
+                    ambiguity_threshold=settings.ambiguity_threshold,
+                    progress=lambda i, k: print(f"fold {i}/{k}", file=sys.stderr, flush=True),
+                )
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        else:
+            parser = _load_parser(settings)
+            if args.data:
+                path = Path(args.data)
+                examples = load_examples(path)
+                source = str(path)
+            else:
+                data, _problems = load_training_data(_data_files(settings))
+                examples = list(data.examples)
+                source = "training data (use --cv K for an honest estimate)"
+            report = evaluate_parser(parser, examples, source)
+    except TrainingDataError as exc:
+        details = "".join(f"\n  {p}" for p in exc.problems[:20])
+        raise CliError(f"{exc}{details}") from None
+    print(format_report(report))
+    if args.errors:
+        print(f"\n  first {args.errors} misclassified (gold -> predicted, top confidence):")
+        for error in report.errors[: args.errors]:
+            print(f"  {error['intent']} -> {error['predicted']} ({error['confidence']:.2f}) "
+                  f"{error['text'][:60]}")
+    if args.json_report:
+        target = Path(args.json_report)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+        print(f"\nJSON report written to {target}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nlu.export import export_rasa
+
+    settings = settings_from_args(args)
+    files = _data_files(settings)
+    out = Path(args.out)
+    written = export_rasa(
+        out,
+        files,
+        settings.userdict,
+        fallback_threshold=settings.fallback_threshold,
+        ambiguity_threshold=settings.ambiguity_threshold,
+    )
+    for path in written:
+        print(path)
+    print(f"\nnext: cd {out} && rasa train nlu --config config.yml --nlu data", file=sys.stderr)
+    return 0

@@ -1,0 +1,65 @@
+"""`tongxin serve`: the ASGI app with every configured channel."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from bot.cli.common import CliError, add_command, db_path
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub,
+        "serve",
+        "Serve GET/POST /wechat, POST /telegram and GET /healthz (settings from TONGXIN_* env).",
+        "TONGXIN_WECHAT_TOKEN=abc tongxin serve --host 127.0.0.1 --port 8080",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument(
+        "--telegram-polling",
+        action="store_true",
+        help="development: fetch Telegram updates with getUpdates instead of a webhook",
+    )
+    parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    parser.set_defaults(handler=run_serve)
+
+
+def build_channels(core: Any, *, telegram_polling: bool) -> list[Any]:
+    """Every channel whose settings are present."""
+    channels: list[Any] = []
+    settings = core.settings
+    if settings.wechat_token:
+        from bot.channels.wechat import WeChatChannel
+
+        channels.append(WeChatChannel(core))
+    if settings.telegram_token:
+        from bot.channels.telegram import TelegramChannel
+
+        channels.append(TelegramChannel(core, polling=telegram_polling))
+    return channels
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.app import build_core
+    from bot.settings import Settings, SettingsError
+    from bot.web import create_app
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        settings = Settings.from_env(db=str(db_path(args)) if args.db else None)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    if args.telegram_polling and not settings.telegram_token:
+        raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
+    core = build_core(settings, inline_outbox=frozenset())
+    app = create_app(core, build_channels(core, telegram_polling=args.telegram_polling))
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        core.close()
+    return 0

@@ -1,0 +1,43 @@
+"""The one ASGI app behind `tongxin serve`: /healthz plus each configured channel."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from bot.app import Core
+from bot.channels.base import ChannelService
+
+
+def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            version = core.store.schema_version()
+        except Exception:
+            return JSONResponse({"status": "error", "db": "unavailable"}, status_code=503)
+        return JSONResponse(
+            {"status": "ok", "schema_version": version, "channels": [c.name for c in channels]}
+        )
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    for channel in channels:
+        routes.extend(channel.routes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started: list[ChannelService] = []
+        try:
+            for channel in channels:
+                await channel.start()
+                started.append(channel)
+            yield
+        finally:
+            for channel in reversed(started):
+                await channel.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,58 @@
+"""Shared fixtures: one trained NLU parser per session, a real Core on a temp
+SQLite file per test, and a collecting channel that says messages and keeps
+the replies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.app import Core, build_core
+from bot.settings import Settings
+from flows.messages import IncomingMessage, Reply
+from flows.paths import default_data_dir
+from nlu.parser import Parser, load_parser
+from nlu.settings import NluSettings
+
+
+@pytest.fixture(scope="session")
+def nlu_parser(tmp_path_factory: pytest.TempPathFactory) -> Parser:
+    # A private model dir: tests never depend on a model trained by hand.
+    model_dir = tmp_path_factory.mktemp("model")
+    return load_parser(NluSettings(model_dir=model_dir))
+
+
+@pytest.fixture
+def core(tmp_path: Path, nlu_parser: Parser) -> Iterator[Core]:
+    settings = Settings(db_path=tmp_path / "tongxin.db", data_dir=default_data_dir())
+    built = build_core(settings, parser=nlu_parser, inline_outbox=frozenset({"shell", "test"}))
+    yield built
+    built.close()
+
+
+@dataclass
+class Chat:
+    """A collecting channel: `say` sends one message as a user and returns the
+    bot's replies joined, keeping every reply for later assertions."""
+
+    core: Core
+    user_id: str = "u1"
+    channel: str = "test"
+    history: list[list[Reply]] = field(default_factory=list)
+
+    def send(self, msg: IncomingMessage) -> list[Reply]:
+        replies = self.core.dispatcher.handle(msg)
+        self.history.append(replies)
+        return replies
+
+    def say(self, text: str, **kwargs: object) -> str:
+        msg = IncomingMessage(channel=self.channel, user_id=self.user_id, text=text, **kwargs)  # type: ignore[arg-type]
+        return "\n".join(r.text for r in self.send(msg))
+
+
+@pytest.fixture
+def chat(core: Core) -> Chat:
+    return Chat(core)
