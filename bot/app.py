@@ -51,9 +51,12 @@ class Core:
         self.store.close()
 
 
-def build_faq(settings: Settings) -> FaqAnswers:
+def build_faq(settings: Settings, tokenize: Callable[[str], list[str]] | None = None) -> FaqAnswers:
+    """The FAQ index; pass the parser's tokenizer so jieba's dictionary loads once."""
     base = load_faq_base(settings.data_dir)
-    index = FaqIndex.build(base.rendered_entries(), load_tokenizer(), synonyms=base.synonyms)
+    index = FaqIndex.build(
+        base.rendered_entries(), tokenize or load_tokenizer(), synonyms=base.synonyms
+    )
     return FaqAnswers(base, index)
 
 
@@ -70,7 +73,7 @@ def build_core(
     if parser is None:
         parser = load_parser(settings.nlu, notify=notify)
     replies = Replies.load(settings.data_dir / "replies")
-    faq = build_faq(settings)
+    faq = build_faq(settings, parser.featurizer.tokenizer.words)
     book = FlowBook.load(settings.data_dir / "flows.yml", settings.data_dir / "routing.yml")
     facts = faq.base.facts
 

@@ -24,6 +24,9 @@ log = logging.getLogger("tongxin.dispatcher")
 # Longer messages are cut before parsing: nobody types 2,000 characters to a
 # chatbot on purpose, and the NLU cost grows with length.
 MAX_TEXT_CHARS = 2000
+# Platforms retry within minutes; a day of processed-message records is plenty.
+PROCESSED_KEEP_S = 24 * 3600
+PRUNE_EVERY = 500
 
 
 class Parser(Protocol):
@@ -92,6 +95,7 @@ class Dispatcher:
         self.replies = replies
         self.inline_outbox_channels = inline_outbox_channels
         self.clock = clock
+        self._turns_since_prune = 0
 
     def handle(self, msg: IncomingMessage) -> list[Reply]:
         """Never raises: any failure is logged and answered politely."""
@@ -134,7 +138,13 @@ class Dispatcher:
                     msg.channel, key, "out", mask_personal_data(reply.text, mask_phones=True)
                 )
             if dedupe_key:
-                self.store.record_processed(dedupe_key, replies_to_json(replies))
+                self.store.record_processed(
+                    dedupe_key, replies_to_json(replies), channel=msg.channel, user_id=key
+                )
+                self._turns_since_prune += 1
+                if self._turns_since_prune >= PRUNE_EVERY:
+                    self._turns_since_prune = 0
+                    self.store.prune_processed(older_than_s=PROCESSED_KEEP_S)
         if msg.channel in self.inline_outbox_channels:
             queued = self.store.take_outbox_for_user(msg.channel, msg.user_id)
             replies = [Reply(item.text) for item in queued] + replies

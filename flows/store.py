@@ -57,6 +57,7 @@ _PERSONAL_TABLES: tuple[str, ...] = (
     "volunteers",
     "outbox",
     "channel_users",
+    "processed_messages",
 )
 
 
@@ -321,9 +322,18 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
     )
     db["processed_messages"].create(  # type: ignore[union-attr]
-        {"key": str, "status": str, "reply": str, "created_at": str, "updated_at": str},
+        {
+            "key": str,
+            "channel": str,
+            "user_id": str,
+            "status": str,
+            "reply": str,
+            "created_at": str,
+            "updated_at": str,
+        },
         pk="key",
     )
+    db["processed_messages"].create_index(["created_at"])  # type: ignore[union-attr]
     db["kv"].create({"key": str, "value": str, "expires_at": float}, pk="key")  # type: ignore[union-attr]
     db["sequences"].create({"name": str, "value": int}, pk="name")  # type: ignore[union-attr]
     db["channel_users"].create(  # type: ignore[union-attr]
@@ -807,13 +817,15 @@ class Store:
         row = self._one("SELECT reply FROM processed_messages WHERE key = ?", (key,))
         return None if row is None else str(row["reply"])
 
-    def record_processed(self, key: str, reply: str) -> None:
+    def record_processed(self, key: str, reply: str, *, channel: str, user_id: str) -> None:
+        """Keep a handled platform message's reply (it may hold a form summary,
+        so it is tied to the user for `forget_user` and pruned after a day)."""
         now = iso(utcnow())
         self._exec(
-            "INSERT INTO processed_messages(key, status, reply, created_at, updated_at) "
-            "VALUES (?, 'done', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+            "INSERT INTO processed_messages(key, channel, user_id, status, reply, created_at, "
+            "updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
             "reply = excluded.reply, updated_at = excluded.updated_at",
-            (key, reply, now, now),
+            (key, channel, user_id, reply, now, now),
         )
 
     def prune_processed(self, *, older_than_s: float) -> int:

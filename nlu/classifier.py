@@ -290,14 +290,22 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     return raw
 
 
-def compatibility_problem(metadata: dict[str, Any], jieba_version: str) -> str | None:
-    """Why this code cannot use a model with `metadata`, or None."""
+def compatibility_problem(
+    metadata: dict[str, Any], jieba_version: str, tokenizer: dict[str, Any]
+) -> str | None:
+    """Why this code cannot use a model with `metadata`, or None.
+
+    The features are words, so a model is tied to the tokenizer that cut them.
+    """
     version = metadata.get("format_version")
     if version != MODEL_FORMAT_VERSION:
         return f"model format {version!r}, this code reads format {MODEL_FORMAT_VERSION}"
-    trained_with = metadata.get("versions", {}).get("jieba")
+    versions = metadata.get("versions")
+    trained_with = versions.get("jieba") if isinstance(versions, dict) else None
     if trained_with != jieba_version:
         return f"model was trained with jieba {trained_with}, installed is {jieba_version}"
+    if metadata.get("tokenizer") != tokenizer:
+        return f"model was trained with tokenizer {metadata.get('tokenizer')}, now {tokenizer}"
     return None
 
 

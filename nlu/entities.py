@@ -168,9 +168,10 @@ def extract_amounts(text: str) -> list[Entity]:
         has_currency = bool(m.group("prefix") or m.group("currency"))
         if not has_currency and _NON_MONEY_AFTER.match(clean, m.end()):
             continue
-        if not (has_magnitude or has_currency):
-            if not _MONEY_CONTEXT.search(clean, max(0, m.start() - 8), m.start()):
-                continue
+        if not (has_magnitude or has_currency) and not _MONEY_CONTEXT.search(
+            clean, max(0, m.start() - 8), m.start()
+        ):
+            continue
         value = _number_value(number, short)
         if value is None or value <= 0:
             continue

@@ -30,7 +30,12 @@ def rasa_config(fallback_threshold: float, ambiguity_threshold: float) -> dict[s
             {"name": "RegexFeaturizer"},
             {"name": "LexicalSyntacticFeaturizer"},
             {"name": "CountVectorsFeaturizer"},
-            {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
+            {
+                "name": "CountVectorsFeaturizer",
+                "analyzer": "char_wb",
+                "min_ngram": 1,
+                "max_ngram": 4,
+            },
             {"name": "DIETClassifier", "epochs": 100, "constrain_similarities": True},
             {"name": "EntitySynonymMapper"},
             {

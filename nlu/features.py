@@ -16,6 +16,7 @@ Digits are folded to 0 so that 3号楼 and 5号楼 look alike.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -122,7 +123,7 @@ class Featurizer:
         words = [_DIGIT.sub("0", w) for w in self.tokenizer.cut(norm)]
         out.extend("w:" + w for w in words)
         if config.word_bigrams:
-            out.extend(f"b:{a}|{b}" for a, b in zip(words, words[1:], strict=False))
+            out.extend(f"b:{a}|{b}" for a, b in itertools.pairwise(words))
         if self._synonyms is not None:
             out.extend("syn:" + self._synonym_of[m.group(0)] for m in self._synonyms.finditer(norm))
         for name, pattern in self._lookups:

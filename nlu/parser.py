@@ -163,14 +163,16 @@ def ensure_model(
     except ModelIncompatibleError as exc:
         reason, error = str(exc), ModelIncompatibleError
     else:
-        problem = compatibility_problem(metadata, jieba_version())
+        problem = compatibility_problem(metadata, jieba_version(), tokenizer.signature())
         if problem is not None:
-            reason, error = f"NLU model in {model_dir} is incompatible: {problem}", (
-                ModelIncompatibleError
+            reason, error = (
+                f"NLU model in {model_dir} is incompatible: {problem}",
+                (ModelIncompatibleError),
             )
         elif data_available and metadata.get("data_hash") != data_fingerprint(data_files, extra):
-            reason, error = f"NLU model in {model_dir} is stale (training data changed)", (
-                ModelStaleError
+            reason, error = (
+                f"NLU model in {model_dir} is stale (training data changed)",
+                (ModelStaleError),
             )
         elif data_available and (
             metadata.get("feature_config") != feature_config.to_dict()

@@ -5,12 +5,21 @@ may also load dictionaries into, so we never touch it: each `Tokenizer` owns a
 `jieba.Tokenizer` with the district's dictionary added to it. jieba keeps the
 parsed main dictionary as a marshal cache; we point that cache at a writable
 directory of ours so that every start after the first loads it instead of
-rebuilding it (about 0.7 s instead of 2 s here).
+rebuilding it.
+
+Loading jieba's full 349k-word dictionary still costs ~0.65 s per process,
+half of the 1.5 s budget of `tongxin nlu parse`. By default we use a compact
+main dictionary instead: jieba's own dict.txt without the words seen fewer than
+`DEFAULT_MIN_WORD_FREQ` times (137k words left, ~0.2 s to load). Common words
+segment the same way, rare ones fall to jieba's HMM, and 10-fold CV of the
+intent classifier does not change (0.890 vs 0.893 macro-F1). The compact file
+is derived once into the cache directory. `min_word_freq=0` uses the full one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -19,6 +28,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_USERDICT = DATA_DIR / "userdict.txt"
+DEFAULT_MIN_WORD_FREQ = 5
 T2S_TABLE = DATA_DIR / "t2s_chars.txt"
 
 # Full-width ASCII (Ｕ+FF01..FF5E) and the ideographic space map one-to-one onto
@@ -88,9 +98,8 @@ def _writable_dir(preferred: Path | None) -> Path:
     if preferred is not None:
         try:
             preferred.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=preferred, delete=True)
-            probe.close()
-            return preferred
+            with tempfile.NamedTemporaryFile(dir=preferred):
+                return preferred
         except OSError:
             pass
     return Path(tempfile.gettempdir())
@@ -102,19 +111,33 @@ class Tokenizer:
     Thread-safe once constructed: jieba only reads its dictionary while cutting.
     """
 
-    def __init__(self, userdict: Path | None = DEFAULT_USERDICT, cache_dir: Path | None = None):
+    def __init__(
+        self,
+        userdict: Path | None = DEFAULT_USERDICT,
+        cache_dir: Path | None = None,
+        min_word_freq: int = DEFAULT_MIN_WORD_FREQ,
+    ):
         import jieba
 
         # jieba logs "Building prefix dict..." to stderr at DEBUG level; keep
         # command output clean (the logger is jieba's own, not the root one).
         logging.getLogger("jieba").setLevel(logging.WARNING)
         self.userdict = userdict
-        self._jieba = jieba.Tokenizer()
-        self._jieba.tmp_dir = str(_writable_dir(cache_dir))
+        self.min_word_freq = min_word_freq
+        directory = _writable_dir(cache_dir)
+        if min_word_freq > 1:
+            self._jieba = jieba.Tokenizer(str(_compact_dictionary(directory, min_word_freq)))
+        else:
+            self._jieba = jieba.Tokenizer()
+        self._jieba.tmp_dir = str(directory)
         self._jieba.initialize()
         if userdict is not None:
             for word, freq, tag in read_userdict(userdict):
                 self._jieba.add_word(word, freq, tag)
+
+    def signature(self) -> dict[str, object]:
+        """What a trained model depends on besides the data (the userdict is in the data hash)."""
+        return {"dictionary": "jieba", "min_word_freq": self.min_word_freq}
 
     def cut(self, normalized: str) -> list[str]:
         """Segment text already passed through `normalize_text`; tokens without a
@@ -124,6 +147,27 @@ class Tokenizer:
     def words(self, text: str) -> list[str]:
         """Normalise then segment any text (the FAQ index uses this too)."""
         return self.cut(normalize_text(text))
+
+
+def _compact_dictionary(directory: Path, min_freq: int) -> Path:
+    """jieba's dict.txt without words rarer than `min_freq`, written once (atomically)."""
+    import jieba
+
+    target = directory / f"jieba-dict-{jieba.__version__}-f{min_freq}.txt"
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    source = Path(jieba.__file__).resolve().parent / jieba.DEFAULT_DICT_NAME
+    kept = []
+    with source.open(encoding="utf-8") as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= min_freq:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".txt.tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.writelines(kept)
+    os.replace(tmp, target)
+    return target
 
 
 def read_userdict(path: Path) -> list[tuple[str, int | None, str | None]]:

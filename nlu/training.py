@@ -73,6 +73,7 @@ def train_and_save(
         "data_files": [p.name for p in data.files],
         "n_examples": len(data.examples),
         "versions": library_versions(),
+        "tokenizer": tokenizer.signature(),
     }
     save_model(model, model_dir, metadata)
     model.metadata.update(metadata)

@@ -147,7 +147,8 @@ def parse_annotated(text: str) -> tuple[str, tuple[EntityAnnotation, ...]]:
             try:
                 spec = json.loads(m.group("json"))
             except json.JSONDecodeError as exc:
-                raise AnnotationError(f"entity annotation {m.group(0)!r} is not valid JSON") from exc
+                message = f"entity annotation {m.group(0)!r} is not valid JSON"
+                raise AnnotationError(message) from exc
             if not isinstance(spec, dict) or not isinstance(spec.get("entity"), str):
                 raise AnnotationError(f"entity annotation {m.group(0)!r} has no entity name")
             name = spec["entity"]
@@ -256,13 +257,17 @@ def read_nlu_file(path: Path) -> tuple[TrainingData, list[Problem]]:
 
     version = top.get("version")
     if version is None:
-        out.add("warning", f'no \'version\'; Rasa expects version: "{SUPPORTED_VERSION}"')
+        out.add("warning", f"no 'version'; Rasa expects version: \"{SUPPORTED_VERSION}\"")
     elif not isinstance(version, yaml.ScalarNode) or version.tag != "tag:yaml.org,2002:str":
-        out.add("warning", f'version must be a quoted string: version: "{SUPPORTED_VERSION}"',
-                _line(version))
+        out.add(
+            "warning",
+            f'version must be a quoted string: version: "{SUPPORTED_VERSION}"',
+            _line(version),
+        )
     elif not str(version.value).startswith("3."):
-        out.add("warning", f"version {version.value!r}: this reader follows Rasa 3.x",
-                _line(version))
+        out.add(
+            "warning", f"version {version.value!r}: this reader follows Rasa 3.x", _line(version)
+        )
     for key, node in top.items():
         if key not in ("version", "nlu"):
             out.add("warning", f"unknown top-level key {key!r} ignored", _line(node))
@@ -309,7 +314,8 @@ def read_nlu_file(path: Path) -> tuple[TrainingData, list[Problem]]:
 
         if kind == "intent":
             if name == FALLBACK_INTENT:
-                out.add("error", f"{FALLBACK_INTENT} is assigned by the parser; skipped", line, label)
+                message = f"{FALLBACK_INTENT} is assigned by the parser; skipped"
+                out.add("error", message, line, label)
                 continue
             if name not in INTENTS:
                 known = ", ".join(INTENTS)
@@ -350,8 +356,9 @@ def read_nlu_file(path: Path) -> tuple[TrainingData, list[Problem]]:
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    out.add("error", f"invalid regex {pattern!r}: {exc}; skipped", example_line,
-                            label)
+                    out.add(
+                        "error", f"invalid regex {pattern!r}: {exc}; skipped", example_line, label
+                    )
                     continue
                 patterns.append(pattern)
             if patterns:
@@ -390,9 +397,8 @@ def _cross_checks(data: TrainingData, files: str) -> list[Problem]:
     for key, intents in by_text.items():
         if len(intents) > 1:
             places = ", ".join(f"{i} ({where[(key, i)]})" for i in sorted(intents))
-            problems.append(
-                Problem("error", files, f"example {key!r} is labelled with several intents: {places}")
-            )
+            message = f"example {key!r} is labelled with several intents: {places}"
+            problems.append(Problem("error", files, message))
     counts = data.counts()
     for intent in INTENTS:
         n = counts.get(intent, 0)

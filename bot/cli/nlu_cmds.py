@@ -286,8 +286,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.errors:
         print(f"\n  first {args.errors} misclassified (gold -> predicted, top confidence):")
         for error in report.errors[: args.errors]:
-            print(f"  {error['intent']} -> {error['predicted']} ({error['confidence']:.2f}) "
-                  f"{error['text'][:60]}")
+            print(
+                f"  {error['intent']} -> {error['predicted']} ({error['confidence']:.2f}) "
+                f"{error['text'][:60]}"
+            )
     if args.json_report:
         target = Path(args.json_report)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -379,8 +379,11 @@ def test_kv_with_expiry(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_processed_messages(store: Store) -> None:
     assert store.processed_reply("wechat:1") is None
-    store.record_processed("wechat:1", "好的")
+    store.record_processed("wechat:1", "好的", channel="wechat", user_id="o1")
     assert store.processed_reply("wechat:1") == "好的"
+    store.record_processed("wechat:2", "王芳 13911112222", channel="wechat", user_id="o2")
+    store.forget_user("o2")
+    assert store.processed_reply("wechat:2") is None  # replies may hold personal data
     assert store.prune_processed(older_than_s=3600) == 0
     assert store.prune_processed(older_than_s=-1) == 1
     assert store.processed_reply("wechat:1") is None
@@ -422,6 +425,7 @@ def test_forget_user_keeps_anonymised_tickets_and_removes_personal_data(
         "volunteers": 1,
         "outbox": 1,
         "channel_users": 1,
+        "processed_messages": 0,
     }
     assert not any(s.user_data_counts("u1").values())
 

@@ -126,7 +126,9 @@ class Harness:
     fixture = staticmethod(fixture_update)
     person = staticmethod(person)
 
-    async def post(self, update: dict[str, Any], *, secret: str | None = SECRET) -> httpx.Response:
+    async def post(
+        self, update: dict[str, Any], *, secret: str | bytes | None = SECRET
+    ) -> httpx.Response:
         headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
         return await self.client.post("/telegram", json=update, headers=headers)
 

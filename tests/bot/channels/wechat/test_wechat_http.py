@@ -207,6 +207,7 @@ async def test_stale_timestamp_is_a_replay(kit_factory) -> None:
         ("bad-utf8", b"<xml><ToUserName>gh</ToUserName><Content>\xc3\x28\xff</Content></xml>", 400),
         ("truncated", b"<xml><ToUserName><![CDATA[gh]]></ToUserName><FromUserName><![CDA", 400),
     ],
+    ids=["bomb", "xxe", "oversize", "bad-utf8", "truncated"],
 )
 async def test_hostile_bodies_get_the_right_status(kit_factory, name, body, status) -> None:
     async with kit_factory() as kit:
