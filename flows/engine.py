@@ -28,6 +28,7 @@ from flows.store import LOCAL_TZ, Store, Ticket, iso, parse_iso
 from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
 
 DEEPLINK_TTL_S = 24 * 3600
+STRONG_SWITCH_CONFIDENCE = 0.9
 _CANCEL_WORDS = ("取消", "不办了", "不弄了", "不申请了", "退出", "撤销", "不要了")
 _CONFIRM_WORDS = (
     "确认",
@@ -409,8 +410,17 @@ class DialogueEngine:
         typed_answer = slot.type in ("phone", "amount") and (
             parse.first("phone") is not None or parse.first("amount") is not None
         )
-        free_text = slot.type in ("text", "place")
-        if typed_answer or (free_text and not contains_any(text, self.book.switch_words)):
+        if typed_answer:
+            return None
+        # Without "算了/我想/另外…" only a long, very clear request switches:
+        # "在二道桥市场" answers a question, it does not start a report.
+        asked_to_switch = contains_any(text, self.book.switch_words)
+        clear_request = (
+            intent.confidence >= STRONG_SWITCH_CONFIDENCE
+            and len(meaningful_remainder(text, parse, self.book)) >= 8
+            and slot.type not in ("text", "place")
+        )
+        if not (asked_to_switch or clear_request):
             return None
         state.form = None
         lead = self.r.text("form.switched", old=flow.label)

@@ -10,7 +10,13 @@ from nlu.types import ParseResult
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _DIGITS = re.compile(r"[0-9０-９]")
-_NAME_CHARS = re.compile(r"^(?:[\u4e00-\u9fa5·]{2,10}|[A-Za-z][A-Za-z ·.'-]{1,30})$")
+# A bare answer to "怎么称呼您": a Han name of 2-4 characters, a transliterated
+# name with a middle dot (艾力·买买提), or a Latin-letter name.
+_NAME_CHARS = re.compile(
+    r"^(?:[\u4e00-\u9fa5]{2,4}"
+    r"|[\u4e00-\u9fa5]{1,8}·[\u4e00-\u9fa5·]{1,16}"
+    r"|[A-Za-z][A-Za-z ·.'-]{1,30})$"
+)
 # Characters that turn "我是开馕店的" into something other than a name.
 _NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯")
 _QUESTION = re.compile(
@@ -56,7 +62,7 @@ def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
             if _acceptable_name(name, book):
                 return name
     if answering:
-        bare = re.sub(r"[\s，。,.!！~～]+$", "", text.strip())
+        bare = re.sub(r"[\s，。,.!！~～:：]+$", "", text.strip())
         bare = re.sub(r"^(?:叫|是|姓名|名字)[:：]?", "", bare)
         if _NAME_CHARS.match(bare) and _acceptable_name(bare, book):
             return bare
@@ -86,6 +92,12 @@ def from_patterns(slot: SlotSpec, text: str) -> str | None:
             if len(value) >= slot.min_chars:
                 return value
     return None
+
+
+def without_entities(text: str, parse: ParseResult) -> str:
+    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+        text = text[: entity.start] + " " + text[entity.end :]
+    return re.sub(r"(?:电话|手机|手机号|号码)[是:：]?\s*$", "", text.strip()).strip(" ，,")
 
 
 def meaningful_remainder(text: str, parse: ParseResult, book: FlowBook) -> str:
@@ -131,7 +143,8 @@ def extract(
             return None
         return SlotValue(int(amount), "entity")
     if slot.type == "name":
-        name = find_name(text, book, answering=answering)
+        # "李明 13722223333": the phone is not part of the name.
+        name = find_name(without_entities(text, parse), book, answering=answering)
         return SlotValue(name, "name") if name else None
     cleaned = text.strip()
     if answering and len(cleaned) <= WHOLE_ANSWER_CHARS and _plain_answer_ok(slot, cleaned):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 from nlu.classifier import (
@@ -64,8 +65,10 @@ class Parser:
         fallback_threshold: float,
         ambiguity_threshold: float,
         remote: RasaClient | None = None,
+        model_dir: Path | None = None,
     ):
         self.model = model
+        self.model_dir = model_dir  # where the model was loaded from, if anywhere
         # Shared with whoever else needs Chinese words (the FAQ index): one
         # jieba dictionary per process is ~70 MB.
         self.tokenizer = tokenizer
@@ -217,4 +220,5 @@ def load_parser(
         fallback_threshold=settings.fallback_threshold,
         ambiguity_threshold=settings.ambiguity_threshold,
         remote=remote,
+        model_dir=settings.resolved_model_dir(),
     )

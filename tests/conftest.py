@@ -19,9 +19,13 @@ from nlu.settings import NluSettings
 
 
 @pytest.fixture(scope="session")
-def nlu_parser(tmp_path_factory: pytest.TempPathFactory) -> Parser:
-    # A private model dir: tests never depend on a model trained by hand.
-    model_dir = tmp_path_factory.mktemp("model")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private model dir: tests never depend on a model trained by hand."""
+    return tmp_path_factory.mktemp("model")
+
+
+@pytest.fixture(scope="session")
+def nlu_parser(model_dir: Path) -> Parser:
     return load_parser(NluSettings(model_dir=model_dir))
 
 

@@ -125,7 +125,10 @@ class FakeWeChatApi:
         handler.wfile.write(data)
 
     def _error(self, code: int) -> dict[str, Any]:
-        return {"errcode": code, "errmsg": f"{ERRMSG.get(code, 'error')} rid: {secrets.token_hex(6)}"}
+        return {
+            "errcode": code,
+            "errmsg": f"{ERRMSG.get(code, 'error')} rid: {secrets.token_hex(6)}",
+        }
 
     def _answer(self, method: str, path: str, query: dict[str, str], body: bytes) -> dict[str, Any]:
         if path == "/cgi-bin/token" and method == "GET":
@@ -343,3 +346,36 @@ def fixtures_xml() -> Any:
 @pytest.fixture
 def server_for() -> Any:
     return WeChatServer
+
+
+@pytest.fixture
+def live_server(make_core: Any) -> Iterator[Any]:
+    """`live_server(mode)` -> (base_url, core): the app under a real uvicorn on
+    127.0.0.1 (lifespan on, so the outbox worker runs)."""
+    import socket
+
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(mode: str = "safe") -> tuple[str, Core]:
+        core = make_core(aes_key=None if mode == "plain" else AES_KEY)
+        app = create_app(core, [make_channel(core)])
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, lifespan="on", log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        running.append((server, thread))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}", core
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(10)

@@ -90,8 +90,18 @@ def test_xml_bomb_is_refused_quickly() -> None:
         b"<xml>" + b"".join(b"<F%d>x</F%d>" % (i, i) for i in range(100)) + b"</xml>",
         b"<xml>" + b"x" * (64 * 1024) + b"</xml>",
     ],
-    ids=["xxe", "external-dtd", "truncated", "bad-utf8", "empty", "not-xml", "wrong-root", "deep",
-         "too-many-fields", "oversize"],
+    ids=[
+        "xxe",
+        "external-dtd",
+        "truncated",
+        "bad-utf8",
+        "empty",
+        "not-xml",
+        "wrong-root",
+        "deep",
+        "too-many-fields",
+        "oversize",
+    ],
 )
 def test_hostile_xml_is_rejected(body: bytes) -> None:
     with pytest.raises(XmlRejectedError):
@@ -103,7 +113,11 @@ def test_every_recorded_payload_translates(fixtures_xml) -> None:
         return translate(parse_xml(fixtures_xml(name).encode("utf-8")))
 
     text = msg("text")
-    assert (text.kind, text.text, text.message_id) == ("text", "初心驿站是干什么的", "24843196851183401")
+    assert (text.kind, text.text, text.message_id) == (
+        "text",
+        "初心驿站是干什么的",
+        "24843196851183401",
+    )
     assert text.channel == "wechat" and text.user_id == "oFq3Q5xYk2WmTn7Rb9HcL0gZ1aVe"
     voice = msg("voice_recognised")
     assert (voice.kind, voice.text) == ("text", "小区消防通道被车堵死了")

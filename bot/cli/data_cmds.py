@@ -1,0 +1,113 @@
+"""`tongxin check-data`: validate every data file, with file- and item-level messages.
+
+Each kind of data registers a `DataCheck` in `DATA_CHECKS`: a name, where its
+files are by default, and a function from paths to problems. A problem is any
+object with a `level` ("error" or "warning") whose `str()` names the file and
+item (nlu.training_data.Problem is one). FAQ and flow validators plug in here
+by adding an entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.cli.common import add_command
+
+
+class ProblemLike(Protocol):
+    level: str
+
+    def __str__(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    name: str
+    description: str
+    # Default files or directories, given the environment (the CLI is a composition root).
+    default_paths: Callable[[dict[str, str]], list[Path]]
+    check: Callable[[Sequence[Path]], Sequence[ProblemLike]]
+
+
+def _nlu_paths(environ: dict[str, str]) -> list[Path]:
+    from nlu.settings import ENV_DATA
+    from nlu.training_data import default_data_paths
+
+    if environ.get(ENV_DATA):
+        return [Path(p) for p in environ[ENV_DATA].split(os.pathsep) if p.strip()]
+    return default_data_paths()
+
+
+def _nlu_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
+    from nlu.training_data import check_data
+
+    return check_data(paths)
+
+
+DATA_CHECKS: tuple[DataCheck, ...] = (
+    DataCheck("nlu", "Rasa NLU training data (nlu/data/*.yml)", _nlu_paths, _nlu_check),
+)
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub,
+        "check-data",
+        "Validate the data files (NLU training data; more kinds as they are added) and print "
+        "every problem with its file, line and item. Exit status 1 when there are errors "
+        "(with --strict, also warnings).",
+        "tongxin check-data\n  tongxin check-data --nlu nlu/data/nlu_microloan.yml",
+    )
+    for check in DATA_CHECKS:
+        parser.add_argument(
+            f"--{check.name}",
+            dest=f"paths_{check.name}",
+            action="append",
+            metavar="PATH",
+            help=f"check only these {check.description} files (repeatable)",
+        )
+    parser.add_argument("--strict", action="store_true", help="fail on warnings too")
+    parser.add_argument("--quiet", action="store_true", help="print errors and the summary only")
+    parser.set_defaults(handler=cmd_check_data)
+
+
+def run_checks(
+    checks: Sequence[DataCheck], chosen: dict[str, list[Path]], environ: dict[str, str]
+) -> dict[str, list[ProblemLike]]:
+    """Problems per check; with `chosen` non-empty only the checks named there run."""
+    results: dict[str, list[ProblemLike]] = {}
+    for check in checks:
+        if chosen and check.name not in chosen:
+            continue
+        paths = chosen.get(check.name) or check.default_paths(environ)
+        results[check.name] = list(check.check(paths))
+    return results
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    chosen = {
+        check.name: [Path(p) for p in getattr(args, f"paths_{check.name}")]
+        for check in DATA_CHECKS
+        if getattr(args, f"paths_{check.name}", None)
+    }
+    results = run_checks(DATA_CHECKS, chosen, dict(os.environ))
+    errors = warnings = 0
+    for name, problems in results.items():
+        for problem in problems:
+            if problem.level == "error":
+                errors += 1
+            else:
+                warnings += 1
+            if problem.level == "error" or not args.quiet:
+                print(problem)
+        n_errors = sum(1 for p in problems if p.level == "error")
+        print(f"{name}: {n_errors} error(s), {len(problems) - n_errors} warning(s)", file=sys.stderr)
+    failed = errors > 0 or (args.strict and warnings > 0)
+    print("check-data: " + ("FAILED" if failed else "ok"), file=sys.stderr)
+    return 1 if failed else 0
