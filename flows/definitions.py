@@ -66,6 +66,7 @@ class FlowBook:
     switch_words: tuple[str, ...]
     filler_words: tuple[str, ...]
     not_names: frozenset[str] = frozenset()
+    forget_words: tuple[str, ...] = ()
     by_intent: dict[str, FlowSpec] = field(default_factory=dict)
 
     @classmethod
@@ -90,6 +91,7 @@ class FlowBook:
             switch_words=tuple(raw_flows.get("switch_words") or ()),
             filler_words=tuple(sorted(raw_flows.get("filler_words") or (), key=len, reverse=True)),
             not_names=frozenset(raw_flows.get("not_names") or ()),
+            forget_words=tuple(raw_flows.get("forget_words") or ()),
             by_intent={f.intent: f for f in flows.values()},
         )
 

@@ -136,6 +136,12 @@ class DialogueEngine:
         notes: list[str] = []
         if parse.first("id_number") is not None:
             notes.append(self.r.text("id_number_masked"))
+        confirming_forget, state.confirming_forget = state.confirming_forget, False
+        if confirming_forget:
+            return self._forget(msg, text, state)
+        if contains_any(text, self.book.forget_words):
+            state.confirming_forget = True
+            return [Reply(self.r.text("forget.confirm"))]
         choice = _DIGIT_CHOICE.match(text)
         if state.choices and choice and not (state.form and state.form.asking):
             replies = self._pick_choice(int(choice.group(1)), state)
@@ -519,6 +525,16 @@ class DialogueEngine:
     def _contact_hint(self, fact_name: str | None) -> str:
         phone = self.fact(fact_name) if fact_name else None
         return self.r.text("contact_hint.known", phone=phone) if phone else ""
+
+    def _forget(self, msg: IncomingMessage, text: str, state: ConversationState) -> list[Reply]:
+        if text.strip(" 。!！") != "确认删除":
+            return [Reply(self.r.text("forget.kept"))]
+        self.store.forget_user(msg.user_id, channel=msg.channel)
+        state.form = None
+        state.choices = []
+        state.offer = None
+        state.last_submitted = None
+        return [Reply(self.r.text("forget.done"))]
 
     # -- handoff, status ------------------------------------------------
 

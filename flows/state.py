@@ -27,6 +27,7 @@ class ConversationState:
     choices: list[str] = field(default_factory=list)  # FAQ ids offered by number
     offer: str | None = None  # flow offered after an FAQ answer ("回复申请")
     offered_handoff: bool = False
+    confirming_forget: bool = False
     last_active: str | None = None
     last_submitted: dict[str, str] | None = None  # {"form_id", "ref", "flow"}
 
@@ -49,6 +50,7 @@ class ConversationState:
                 choices=[str(c) for c in data.get("choices") or []],
                 offer=data.get("offer"),
                 offered_handoff=bool(data.get("offered_handoff", False)),
+                confirming_forget=bool(data.get("confirming_forget", False)),
                 last_active=data.get("last_active"),
                 last_submitted=data.get("last_submitted"),
             )

@@ -180,7 +180,7 @@ def train_intent_model(
     def make() -> Any:
         if config.algorithm == "logistic":
             return LogisticRegression(C=config.c, max_iter=3000, class_weight=config.class_weight)
-        return LinearSVC(C=config.c, class_weight=config.class_weight)
+        return LinearSVC(C=config.c, class_weight=config.class_weight, random_state=0)
 
     temperature = 1.0
     min_count = int(np.bincount(y).min())

@@ -306,3 +306,16 @@ def test_empty_and_huge_messages_get_a_reply(chat: Chat) -> None:
     assert chat.say("啊" * 10_000)
     assert chat.say("\x00\x1b[31m\u200b")
     assert chat.say("😀😀😀")
+
+
+def test_user_can_erase_their_personal_data(chat: Chat) -> None:
+    chat.say("我叫王芳，电话13912345678，住幸福小区3号楼，楼上邻居天天半夜吵，想申请调解")
+    chat.say("确认")
+    assert "确定要删除" in chat.say("删除我的信息")
+    assert "没有删除" in chat.say("算了")
+    assert chat.core.store.list_tickets()[0].phone == "13912345678"
+    chat.say("删除我的信息")
+    assert "已删除" in chat.say("确认删除")
+    [ticket] = chat.core.store.list_tickets()
+    assert ticket.phone is None and "王芳" not in str(ticket.fields)
+    assert "王芳" not in str(chat.core.store.message_log("test", "u1"))

@@ -1,0 +1,306 @@
+"""WeChat channel load test: a live uvicorn on 127.0.0.1, many merchants
+completing red-credit pre-applications with signed text messages, 10% of the
+messages re-sent as WeChat retries (half while the original is in flight).
+
+Prints messages/s, p50/p99 latency, tickets expected vs created, duplicates and
+lost replies. The server runs in its own process(es) so that the load client
+does not share its event loop.
+
+    .venv/bin/python bench/wechat_bench.py --users 200 --rounds 3
+    .venv/bin/python bench/wechat_bench.py --workers 2 --mode safe
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import secrets
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from xml.etree import ElementTree
+
+TOKEN = "bench_token"
+APPID = "wxbench0000000001"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+ACCOUNT = "gh_bench"
+
+
+# -- the server (child processes) ---------------------------------------------------
+
+
+def serve(sock: socket.socket, db: str, mode: str, ready: Any) -> None:
+    import logging
+
+    import uvicorn
+
+    from bot.app import build_core
+    from bot.channels.wechat import WeChatChannel, WeChatConfig
+    from bot.settings import Settings
+    from bot.web import create_app
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings.from_env(db=db)
+    core = build_core(settings, inline_outbox=frozenset())
+    config = WeChatConfig(
+        token=TOKEN,
+        appid=APPID,
+        secret=None,  # no outbox delivery: every reply must come back in-line
+        aes_key=AES_KEY if mode != "plain" else None,
+    )
+    app = create_app(core, [WeChatChannel(core, config=config)])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    ready.set()
+    server.run(sockets=[sock])
+
+
+# -- the load (this process) ----------------------------------------------------------
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    late: int = 0  # answered "success": the reply went to the outbox
+    retries: int = 0
+    retry_mismatches: int = 0
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: the load generator must cost less
+    CPU than the server it measures."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        payload = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Signer:
+    def __init__(self, mode: str) -> None:
+        from wechatpy.crypto import WeChatCrypto
+
+        from bot.channels.wechat.security import wechat_signature
+
+        self.mode = mode
+        self.sign = wechat_signature
+        self.crypto = WeChatCrypto(TOKEN, AES_KEY, APPID)
+
+    def request(self, xml: str) -> tuple[str, bytes]:
+        ts, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
+        query = {"signature": self.sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
+        if self.mode == "plain":
+            return "/wechat?" + urlencode(query), xml.encode()
+        sealed = ElementTree.fromstring(self.crypto.encrypt_message(xml, nonce, ts))
+        encrypted = sealed.findtext("Encrypt") or ""
+        query |= {"encrypt_type": "aes", "msg_signature": self.sign(TOKEN, ts, nonce, encrypted)}
+        body = f"<xml><ToUserName>{ACCOUNT}</ToUserName><Encrypt>{encrypted}</Encrypt></xml>"
+        return "/wechat?" + urlencode(query), body.encode()
+
+    def reply_text(self, payload: bytes) -> str | None:
+        if not payload.startswith(b"<xml>"):
+            return None
+        root = ElementTree.fromstring(payload)
+        if root.find("Encrypt") is not None:
+            plain = self.crypto.decrypt_message(
+                payload,
+                root.findtext("MsgSignature"),
+                root.findtext("TimeStamp"),
+                root.findtext("Nonce"),
+            )
+            root = ElementTree.fromstring(plain)
+        return root.findtext("Content")
+
+
+def conversation(user: int, round_: int) -> list[str]:
+    phone = f"139{user * 100 + round_:08d}"
+    return ["我开了一家馕店，想申请红色信贷五万元，用来进货", "我叫王芳", phone, "确认"]
+
+
+async def merchant(
+    user: int,
+    rounds: int,
+    port: int,
+    signer: Signer,
+    results: Results,
+    retry_share: float,
+    rng: random.Random,
+    msg_ids: list[int],
+) -> None:
+    conn, retry_conn = Connection(port), Connection(port)
+    openid = f"oBench{user:022d}"
+    try:
+        for round_ in range(rounds):
+            for text in conversation(user, round_):
+                msg_ids[0] += 1
+                xml = (
+                    f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+                    f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+                    f"<CreateTime>{int(time.time())}</CreateTime>"
+                    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+                    f"<MsgId>{msg_ids[0]}</MsgId></xml>"
+                )
+                path, body = signer.request(xml)
+                retry = rng.random() < retry_share
+                in_flight = retry and rng.random() < 0.5
+
+                async def timed(c: Connection, path: str = path, body: bytes = body) -> bytes:
+                    t0 = time.perf_counter()
+                    status, payload = await c.post(path, body)
+                    results.latencies.append(time.perf_counter() - t0)
+                    if status != 200:
+                        results.errors.append(f"HTTP {status}")
+                    return payload
+
+                if in_flight:
+                    first, again = await asyncio.gather(timed(conn), timed(retry_conn))
+                else:
+                    first = await timed(conn)
+                    again = await timed(retry_conn) if retry else first
+                answer = signer.reply_text(first)
+                if answer is None:
+                    results.late += 1
+                if retry:
+                    results.retries += 1
+                    if signer.reply_text(again) != answer:
+                        results.retry_mismatches += 1
+                if text == "确认" and answer is not None and "工单号" not in answer:
+                    results.errors.append(f"no ticket in the confirmation: {answer[:60]!r}")
+    finally:
+        conn.close()
+        retry_conn.close()
+
+
+async def load(port: int, args: argparse.Namespace, results: Results) -> float:
+    signer = Signer(args.mode)
+    rng = random.Random(args.seed)
+    msg_ids = [10**16]
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            merchant(u, args.rounds, port, signer, results, args.retries, rng, msg_ids)
+            for u in range(args.users)
+        )
+    )
+    return time.perf_counter() - started
+
+
+def wait_healthy(port: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if b'"status":"ok"' in s.recv(4096):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("server did not become healthy")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="concurrent merchants")
+    parser.add_argument("--rounds", type=int, default=3, help="applications per merchant")
+    parser.add_argument("--retries", type=float, default=0.10, help="share of messages re-sent")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (one port)")
+    parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--db", help="SQLite file (default: a new temporary one)")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="wechat-bench-")
+    db = args.db or str(Path(tmp) / "bench.db")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    for _ in range(args.workers):
+        ready = ctx.Event()
+        proc = ctx.Process(target=serve, args=(sock, db, args.mode, ready), daemon=True)
+        proc.start()
+        procs.append(proc)
+    wait_healthy(port)
+    time.sleep(0.5)  # let every worker finish loading
+
+    results = Results()
+    elapsed = asyncio.run(load(port, args, results))
+    for proc in procs:
+        proc.terminate()
+        proc.join(10)
+
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT phone, COUNT(*) FROM tickets WHERE channel = 'wechat' GROUP BY phone"
+    ).fetchall()
+    conn.close()
+    expected = args.users * args.rounds
+    created = sum(n for _, n in rows)
+    duplicates = sum(n - 1 for _, n in rows if n > 1)
+    lost = expected - len(rows)
+    n = len(results.latencies)
+    print(f"server: {args.workers} uvicorn process(es), mode {args.mode}, pid {os.getpid()}")
+    print(f"users {args.users}, rounds {args.rounds}, requests {n} ({results.retries} retries)")
+    print(f"elapsed {elapsed:.2f} s, throughput {n / elapsed:.0f} messages/s")
+    print(
+        f"latency p50 {statistics.median(results.latencies) * 1000:.1f} ms, "
+        f"p99 {percentile(results.latencies, 0.99) * 1000:.1f} ms, "
+        f"max {max(results.latencies) * 1000:.1f} ms"
+    )
+    print(f"tickets expected {expected}, created {created}, lost {lost}, duplicated {duplicates}")
+    print(
+        f"late replies (answered 'success') {results.late}, "
+        f"retry replies differing {results.retry_mismatches}, errors {len(results.errors)}"
+    )
+    for error in sorted(set(results.errors))[:5]:
+        print(f"  error: {error}")
+    ok = lost == 0 and duplicates == 0 and not results.errors and not results.retry_mismatches
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
