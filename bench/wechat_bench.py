@@ -6,7 +6,8 @@ Prints messages/s, p50/p99 latency, tickets expected vs created, duplicates and
 lost replies. The server runs in its own process(es) so that the load client
 does not share its event loop.
 
-    .venv/bin/python bench/wechat_bench.py --users 200 --rounds 3
+    .venv/bin/python bench/wechat_bench.py --users 200 --rate 500
+    .venv/bin/python bench/wechat_bench.py --rate 2000   # find the ceiling
     .venv/bin/python bench/wechat_bench.py --workers 2 --mode safe
 """
 
@@ -154,19 +155,29 @@ def conversation(user: int, round_: int) -> list[str]:
 
 async def merchant(
     user: int,
-    rounds: int,
+    args: argparse.Namespace,
     port: int,
     signer: Signer,
     results: Results,
-    retry_share: float,
     rng: random.Random,
     msg_ids: list[int],
+    start_at: float,
 ) -> None:
+    """One merchant typing at the pace that makes `--rate` messages/s in total:
+    message k is due at start + (user + k * users) / rate (open loop: a slow
+    answer does not slow the offered load, it only delays this user's next turn)."""
     conn, retry_conn = Connection(port), Connection(port)
     openid = f"oBench{user:022d}"
+    interval = args.users / args.rate
+    k = 0
     try:
-        for round_ in range(rounds):
+        for round_ in range(args.rounds):
             for text in conversation(user, round_):
+                due = start_at + user / args.rate + k * interval
+                k += 1
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 msg_ids[0] += 1
                 xml = (
                     f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
@@ -176,7 +187,7 @@ async def merchant(
                     f"<MsgId>{msg_ids[0]}</MsgId></xml>"
                 )
                 path, body = signer.request(xml)
-                retry = rng.random() < retry_share
+                retry = rng.random() < args.retries
                 in_flight = retry and rng.random() < 0.5
 
                 async def timed(c: Connection, path: str = path, body: bytes = body) -> bytes:
@@ -212,10 +223,7 @@ async def load(port: int, args: argparse.Namespace, results: Results) -> float:
     msg_ids = [10**16]
     started = time.perf_counter()
     await asyncio.gather(
-        *(
-            merchant(u, args.rounds, port, signer, results, args.retries, rng, msg_ids)
-            for u in range(args.users)
-        )
+        *(merchant(u, args, port, signer, results, rng, msg_ids, started) for u in range(args.users))
     )
     return time.perf_counter() - started
 
@@ -243,6 +251,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200, help="concurrent merchants")
     parser.add_argument("--rounds", type=int, default=3, help="applications per merchant")
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="offered messages/s, retries not counted"
+    )
     parser.add_argument("--retries", type=float, default=0.10, help="share of messages re-sent")
     parser.add_argument("--workers", type=int, default=1, help="server processes (one port)")
     parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
@@ -285,7 +296,10 @@ def main() -> int:
     n = len(results.latencies)
     print(f"server: {args.workers} uvicorn process(es), mode {args.mode}, pid {os.getpid()}")
     print(f"users {args.users}, rounds {args.rounds}, requests {n} ({results.retries} retries)")
-    print(f"elapsed {elapsed:.2f} s, throughput {n / elapsed:.0f} messages/s")
+    print(
+        f"offered {args.rate:.0f} messages/s; elapsed {elapsed:.2f} s, "
+        f"throughput {n / elapsed:.0f} messages/s (retries included)"
+    )
     print(
         f"latency p50 {statistics.median(results.latencies) * 1000:.1f} ms, "
         f"p99 {percentile(results.latencies, 0.99) * 1000:.1f} ms, "

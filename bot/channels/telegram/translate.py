@@ -165,5 +165,5 @@ def to_incoming(message: Message, me: BotIdentity) -> IncomingMessage | None:
 
 def start_payload(argument: str) -> str | None:
     """A `/start` deep-link payload when it has Telegram's shape, else None."""
-    payload = argument.split(maxsplit=1)[0] if argument else ""
+    payload = argument.strip()
     return payload if DEEP_LINK_PAYLOAD.match(payload) else None
