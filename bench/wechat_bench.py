@@ -60,7 +60,9 @@ def serve(sock: socket.socket, db: str, mode: str, ready: Any) -> None:
         aes_key=AES_KEY if mode != "plain" else None,
     )
     app = create_app(core, [WeChatChannel(core, config=config)])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=75)
+    )
     ready.set()
     server.run(sockets=[sock])
 
@@ -71,6 +73,7 @@ def serve(sock: socket.socket, db: str, mode: str, ready: Any) -> None:
 @dataclass
 class Results:
     latencies: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     late: int = 0  # answered "success": the reply went to the outbox
     retries: int = 0
@@ -87,6 +90,14 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._post(path, body)
+        except (ConnectionError, IndexError, asyncio.IncompleteReadError):
+            # The server closed an idle keep-alive connection: reconnect once.
+            self.close()
+            return await self._post(path, body)
+
+    async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -110,6 +121,7 @@ class Connection:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 class Signer:
@@ -148,6 +160,9 @@ class Signer:
         return root.findtext("Content")
 
 
+STEPS = 4  # messages in one pre-application
+
+
 def conversation(user: int, round_: int) -> list[str]:
     phone = f"139{user * 100 + round_:08d}"
     return ["我开了一家馕店，想申请红色信贷五万元，用来进货", "我叫王芳", phone, "确认"]
@@ -164,16 +179,19 @@ async def merchant(
     start_at: float,
 ) -> None:
     """One merchant typing at the pace that makes `--rate` messages/s in total:
-    message k is due at start + (user + k * users) / rate (open loop: a slow
-    answer does not slow the offered load, it only delays this user's next turn)."""
+    message k is due at start + phase + k * users / rate (open loop: a slow
+    answer does not slow the offered load, it only delays this user's next turn).
+    The random phase keeps merchants at different steps of their forms, as real
+    users are, instead of all sending their opening message in the same instant."""
     conn, retry_conn = Connection(port), Connection(port)
     openid = f"oBench{user:022d}"
     interval = args.users / args.rate
+    phase = rng.uniform(0, STEPS * interval)
     k = 0
     try:
         for round_ in range(args.rounds):
             for text in conversation(user, round_):
-                due = start_at + user / args.rate + k * interval
+                due = start_at + phase + k * interval
                 k += 1
                 delay = due - time.perf_counter()
                 if delay > 0:
@@ -194,6 +212,7 @@ async def merchant(
                     t0 = time.perf_counter()
                     status, payload = await c.post(path, body)
                     results.latencies.append(time.perf_counter() - t0)
+                    results.sent_at.append(t0)
                     if status != 200:
                         results.errors.append(f"HTTP {status}")
                     return payload
@@ -223,7 +242,10 @@ async def load(port: int, args: argparse.Namespace, results: Results) -> float:
     msg_ids = [10**16]
     started = time.perf_counter()
     await asyncio.gather(
-        *(merchant(u, args, port, signer, results, rng, msg_ids, started) for u in range(args.users))
+        *(
+            merchant(u, args, port, signer, results, rng, msg_ids, started)
+            for u in range(args.users)
+        )
     )
     return time.perf_counter() - started
 
@@ -242,6 +264,14 @@ def wait_healthy(port: int, timeout: float = 300.0) -> None:
     raise SystemExit("server did not become healthy")
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -258,6 +288,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes (one port)")
     parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds also reported apart (default 2)"
+    )
+    parser.add_argument("--timeline", action="store_true", help="latency per second of the run")
     parser.add_argument("--db", help="SQLite file (default: a new temporary one)")
     args = parser.parse_args()
 
@@ -275,11 +309,17 @@ def main() -> int:
         proc = ctx.Process(target=serve, args=(sock, db, args.mode, ready), daemon=True)
         proc.start()
         procs.append(proc)
+    print(f"server pids: {' '.join(str(p.pid) for p in procs)}", flush=True)
     wait_healthy(port)
+    print("server ready", flush=True)
     time.sleep(0.5)  # let every worker finish loading
 
     results = Results()
+    server_cpu0 = [cpu_seconds(p.pid) for p in procs]
+    client_cpu0 = time.process_time()
     elapsed = asyncio.run(load(port, args, results))
+    client_cpu = time.process_time() - client_cpu0
+    server_cpu = [cpu_seconds(p.pid) - c0 for p, c0 in zip(procs, server_cpu0, strict=True)]
     for proc in procs:
         proc.terminate()
         proc.join(10)
@@ -294,6 +334,12 @@ def main() -> int:
     duplicates = sum(n - 1 for _, n in rows if n > 1)
     lost = expected - len(rows)
     n = len(results.latencies)
+    first = min(results.sent_at)
+    steady = [
+        lat
+        for t0, lat in zip(results.sent_at, results.latencies, strict=True)
+        if t0 - first >= args.warmup
+    ]
     print(f"server: {args.workers} uvicorn process(es), mode {args.mode}, pid {os.getpid()}")
     print(f"users {args.users}, rounds {args.rounds}, requests {n} ({results.retries} retries)")
     print(
@@ -301,15 +347,33 @@ def main() -> int:
         f"throughput {n / elapsed:.0f} messages/s (retries included)"
     )
     print(
-        f"latency p50 {statistics.median(results.latencies) * 1000:.1f} ms, "
+        f"latency (all) p50 {statistics.median(results.latencies) * 1000:.1f} ms, "
         f"p99 {percentile(results.latencies, 0.99) * 1000:.1f} ms, "
         f"max {max(results.latencies) * 1000:.1f} ms"
     )
+    if steady:
+        print(
+            f"after the first {args.warmup:.0f} s (ramp-up, cold caches): "
+            f"p50 {statistics.median(steady) * 1000:.1f} ms, "
+            f"p99 {percentile(steady, 0.99) * 1000:.1f} ms ({len(steady)} requests)"
+        )
+    busy = ", ".join(f"{c / elapsed:.0%}" for c in server_cpu)
+    print(f"CPU: server {busy} of a core, load client {client_cpu / elapsed:.0%}")
     print(f"tickets expected {expected}, created {created}, lost {lost}, duplicated {duplicates}")
     print(
         f"late replies (answered 'success') {results.late}, "
         f"retry replies differing {results.retry_mismatches}, errors {len(results.errors)}"
     )
+    if args.timeline:
+        start = min(results.sent_at)
+        buckets: dict[int, list[float]] = {}
+        for t0, lat in zip(results.sent_at, results.latencies, strict=True):
+            buckets.setdefault(int(t0 - start), []).append(lat)
+        for second, lats in sorted(buckets.items()):
+            print(
+                f"  t={second:3d}s n={len(lats):4d} p50 {statistics.median(lats) * 1000:6.1f} ms "
+                f"p99 {percentile(lats, 0.99) * 1000:6.1f} ms"
+            )
     for error in sorted(set(results.errors))[:5]:
         print(f"  error: {error}")
     ok = lost == 0 and duplicates == 0 and not results.errors and not results.retry_mismatches

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,7 +18,8 @@ from bot.channels.base import ChannelService
 def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         try:
-            version = core.store.schema_version()
+            # The store lock may be held by a turn; never block the event loop on it.
+            version = await anyio.to_thread.run_sync(core.store.schema_version)
         except Exception:
             return JSONResponse({"status": "error", "db": "unavailable"}, status_code=503)
         return JSONResponse(
@@ -41,3 +43,14 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
                 await channel.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """App factory for `tongxin serve --workers N`: each worker process builds
+    its own core from the environment (uvicorn imports this by name)."""
+    from bot.app import build_core
+    from bot.cli.serve_cmd import build_channels
+    from bot.settings import Settings
+
+    core = build_core(Settings.from_env(), inline_outbox=frozenset())
+    return create_app(core, build_channels(core, telegram_polling=False))

@@ -41,8 +41,13 @@ _CN_DIGITS = "零〇一二两三四五六七八九壹贰叁肆伍陆柒捌玖"
 _CN_UNITS = "十拾百佰千仟万萬亿"
 _ARABIC = r"\d+(?:,\d{3})*(?:\.\d+)?"
 # A number starts with a digit (Arabic or Chinese) or 十; 百/千/万 alone never
-# start one, so 百姓, 千万别 and 万一 are not amounts.
-_NUMBER = rf"(?:{_ARABIC}|[{_CN_DIGITS}十拾])(?:{_ARABIC}|[{_CN_DIGITS}{_CN_UNITS}])*"
+# start one, so 百姓, 千万别 and 万一 are not amounts. Digit runs alternate with
+# units (3万5千, 两万五, 十万零五百); two digit runs of different scripts never
+# touch, so in ¥30000一年 the number ends at 30000.
+_NUMBER = (
+    rf"(?:{_ARABIC}|[{_CN_DIGITS}]+|[十拾])"
+    rf"(?:[{_CN_UNITS}]+(?:{_ARABIC}|[{_CN_DIGITS}]+)?)*"
+)
 _AMOUNT = re.compile(
     rf"(?P<prefix>[¥￥]\s*|人民币\s*|(?i:rmb)\s*)?"
     rf"(?P<number>{_NUMBER})"
@@ -156,6 +161,13 @@ def _number_value(number: str, short: str) -> float | None:
     return float(value) * scale
 
 
+def _end_of_magnitude(number: str) -> int | None:
+    """Index just after a 万/千/亿 that is followed by exactly one digit (十万|一), else None."""
+    if len(number) >= 3 and number[-2] in "万萬千仟亿" and number[-1] in _CN_DIGITS + "0123456789":
+        return len(number) - 1
+    return None
+
+
 def extract_amounts(text: str) -> list[Entity]:
     """Money as integer yuan. A number counts only with money evidence: a magnitude
     (万, 千, w, k), a currency word (元, 块, 块钱), a ¥ sign, or a money verb right
@@ -166,8 +178,14 @@ def extract_amounts(text: str) -> list[Entity]:
         number, short = m.group("number"), m.group("short") or ""
         has_magnitude = bool(short) or any(u in number for u in "万萬千仟亿")
         has_currency = bool(m.group("prefix") or m.group("currency"))
-        if not has_currency and _NON_MONEY_AFTER.match(clean, m.end()):
-            continue
+        end = m.end()
+        if not has_currency and _NON_MONEY_AFTER.match(clean, end):
+            # 贷十万一年 / 贷一万一个月: the digits after the last 万/千 start the
+            # next quantity (一年), so the amount ends at the unit.
+            cut = _end_of_magnitude(number)
+            if short or m.group("more") or cut is None:
+                continue
+            number, end = number[:cut], m.start("number") + cut
         if not (has_magnitude or has_currency) and not _MONEY_CONTEXT.search(
             clean, max(0, m.start() - 8), m.start()
         ):
@@ -178,7 +196,6 @@ def extract_amounts(text: str) -> list[Entity]:
         if not (has_magnitude or has_currency) and value < _MIN_BARE_AMOUNT:
             continue
         start = m.start("prefix") if m.group("prefix") else m.start("number")
-        end = m.end()
         found.append(Entity("amount", round(value), start, end, EXTRACTOR))
     return found
 

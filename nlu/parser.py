@@ -25,13 +25,14 @@ from nlu.classifier import (
     compatibility_problem,
     load_model,
     read_metadata,
+    save_model,
 )
 from nlu.entities import extract_entities
 from nlu.features import FeatureConfig, Featurizer
 from nlu.rasa_backend import RasaClient
 from nlu.settings import NluSettings
 from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
-from nlu.training import train_and_save
+from nlu.training import train_from_files
 from nlu.training_data import data_fingerprint, default_data_paths, resolve_data_paths
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
 
@@ -79,7 +80,12 @@ class Parser:
 
     def rank(self, text: str, entities: Sequence[Entity] = ()) -> tuple[list[IntentScore], int]:
         """The embedded model's ranking, best first, and how many features it knew."""
-        norm = normalize_text(text)[: self.model.feature_config.max_chars]
+        return self._rank_normalized(normalize_text(text), entities)
+
+    def _rank_normalized(
+        self, norm: str, entities: Sequence[Entity]
+    ) -> tuple[list[IntentScore], int]:
+        norm = norm[: self.model.feature_config.max_chars]
         features = self.featurizer.features_normalized(norm, entities)
         ranking, known = self.model.rank(features)
         return [IntentScore(name, conf) for name, conf in ranking], known
@@ -87,15 +93,17 @@ class Parser:
     def parse(self, text: str) -> ParseResult:
         """Never raises for any string: unusable input gives `nlu_fallback`."""
         clean = sanitize_text(text if isinstance(text, str) else str(text))
+        norm = normalize_text(clean)
         entities = extract_entities(clean)
-        remote = self.remote.parse(clean) if self.remote is not None else None
+        usable = len(clean) <= MAX_MESSAGE_CHARS and _CONTENT.search(norm) is not None
+        remote = self.remote.parse(clean) if self.remote is not None and usable else None
         if remote is not None:
             ranking = [IntentScore(name, conf) for name, conf in remote.ranking]
             known = 1
             entities = _merge_entities(entities, remote.entities)
         else:
-            ranking, known = self.rank(clean, entities)
-        if len(clean) > MAX_MESSAGE_CHARS or not _CONTENT.search(clean):
+            ranking, known = self._rank_normalized(norm, entities)
+        if not usable:
             known = 0
         return ParseResult(
             text=clean,
@@ -192,14 +200,17 @@ def ensure_model(
         raise error(f"{reason}; {why}: run `tongxin nlu train`")
     if notify is not None:
         notify(f"{reason}: training it now from {len(data_files)} data file(s)...")
-    model, summary = train_and_save(
+    model, summary = train_from_files(
         data_files, model_dir, tokenizer, feature_config, classifier_config
     )
+    try:
+        save_model(model, model_dir, {})
+        where = f"saved to {model_dir}"
+    except OSError as exc:
+        # Still usable for this process; the next start will try again.
+        where = f"NOT saved ({exc}); using it for this run only"
     if notify is not None:
-        notify(
-            f"trained on {summary.n_examples} examples in {summary.seconds:.1f} s; "
-            f"saved to {model_dir}"
-        )
+        notify(f"trained on {summary.n_examples} examples in {summary.seconds:.1f} s; {where}")
     return model
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -40,6 +41,8 @@ _WIDTH_FOLD[0x3000] = 0x20
 # carry no meaning for intent and would otherwise end up inside features.
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Terminal escape sequences (colours, cursor moves) pasted from a shell.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _SPACES = re.compile(r"\s+")
 # A token that is only punctuation, symbols or spaces is dropped from word features.
 _WORDLIKE = re.compile(r"\w", re.UNICODE)
@@ -78,7 +81,7 @@ def normalize_text(text: str) -> str:
     Traditional characters are mapped to simplified ones so that 貸款 and 贷款
     share features; offsets are NOT preserved (use the raw text for entities).
     """
-    text = _SURROGATE.sub("\ufffd", text)
+    text = _ANSI.sub(" ", _SURROGATE.sub("\ufffd", text))
     text = text.translate(_WIDTH_FOLD).translate(_t2s_table())
     text = _INVISIBLE.sub(" ", text).lower()
     return _SPACES.sub(" ", text).strip()
@@ -117,14 +120,19 @@ class Tokenizer:
         cache_dir: Path | None = None,
         min_word_freq: int = DEFAULT_MIN_WORD_FREQ,
     ):
-        import jieba
+        with warnings.catch_warnings():
+            # jieba imports pkg_resources, which newer setuptools flags as
+            # deprecated on stderr; nothing we can act on, so keep output clean.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            import jieba
 
         # jieba logs "Building prefix dict..." to stderr at DEBUG level; keep
         # command output clean (the logger is jieba's own, not the root one).
         logging.getLogger("jieba").setLevel(logging.WARNING)
         self.userdict = userdict
         self.min_word_freq = min_word_freq
-        directory = _writable_dir(cache_dir)
+        directory = _writable_dir(cache_dir if cache_dir is not None else default_cache_dir({}))
         if min_word_freq > 1:
             self._jieba = jieba.Tokenizer(str(_compact_dictionary(directory, min_word_freq)))
         else:

@@ -53,30 +53,28 @@ def train(
     return train_intent_model(features, labels, feature_config, patterns, classifier_config)
 
 
-def train_and_save(
+def train_from_files(
     data_paths: Sequence[Path],
     model_dir: Path,
     tokenizer: Tokenizer,
     feature_config: FeatureConfig | None = None,
     classifier_config: ClassifierConfig | None = None,
 ) -> tuple[IntentModel, TrainSummary]:
-    """Train on `data_paths` (files or directories) and save into `model_dir`.
-
-    Raises TrainingDataError when the data is unusable.
-    """
+    """Train on `data_paths` (files or directories); the model carries the metadata
+    `save_model` needs. Raises TrainingDataError when the data is unusable."""
     started = time.perf_counter()
     data, problems = load_training_data(data_paths)
     model = train(data, tokenizer, feature_config, classifier_config)
     extra = [tokenizer.userdict] if tokenizer.userdict is not None else []
-    metadata = {
-        "data_hash": data_fingerprint(data.files, extra),
-        "data_files": [p.name for p in data.files],
-        "n_examples": len(data.examples),
-        "versions": library_versions(),
-        "tokenizer": tokenizer.signature(),
-    }
-    save_model(model, model_dir, metadata)
-    model.metadata.update(metadata)
+    model.metadata.update(
+        {
+            "data_hash": data_fingerprint(data.files, extra),
+            "data_files": [p.name for p in data.files],
+            "n_examples": len(data.examples),
+            "versions": library_versions(),
+            "tokenizer": tokenizer.signature(),
+        }
+    )
     summary = TrainSummary(
         model_dir=model_dir,
         n_examples=len(data.examples),
@@ -86,4 +84,19 @@ def train_and_save(
         temperature=model.temperature,
         problems=tuple(problems),
     )
+    return model, summary
+
+
+def train_and_save(
+    data_paths: Sequence[Path],
+    model_dir: Path,
+    tokenizer: Tokenizer,
+    feature_config: FeatureConfig | None = None,
+    classifier_config: ClassifierConfig | None = None,
+) -> tuple[IntentModel, TrainSummary]:
+    """`train_from_files`, then save into `model_dir` (OSError when it can't be written)."""
+    model, summary = train_from_files(
+        data_paths, model_dir, tokenizer, feature_config, classifier_config
+    )
+    save_model(model, model_dir, {})
     return model, summary

@@ -3,8 +3,8 @@
 Each kind of data registers a `DataCheck` in `DATA_CHECKS`: a name, where its
 files are by default, and a function from paths to problems. A problem is any
 object with a `level` ("error" or "warning") whose `str()` names the file and
-item (nlu.training_data.Problem is one). FAQ and flow validators plug in here
-by adding an entry.
+item (nlu.training_data.Problem, flows.checks.DataProblem). A new kind of data
+plugs in by adding an entry; it also gets a `--NAME PATH` option.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from bot.cli.common import add_command
 
 
 class ProblemLike(Protocol):
-    level: str
+    @property
+    def level(self) -> str: ...
 
     def __str__(self) -> str: ...
 
@@ -50,8 +51,33 @@ def _nlu_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
     return check_data(paths)
 
 
+def _data_dirs(environ: dict[str, str]) -> list[Path]:
+    from flows.paths import data_dir_from_env
+
+    return [data_dir_from_env(environ)]
+
+
+def _faq_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
+    from flows.checks import check_faq
+
+    return check_faq(paths)
+
+
+def _dialogue_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
+    from flows.checks import check_dialogue
+
+    return check_dialogue(paths)
+
+
 DATA_CHECKS: tuple[DataCheck, ...] = (
     DataCheck("nlu", "Rasa NLU training data (nlu/data/*.yml)", _nlu_paths, _nlu_check),
+    DataCheck("faq", "data directory with faq/ and facts.yml", _data_dirs, _faq_check),
+    DataCheck(
+        "dialogue",
+        "data directory with flows.yml, routing.yml, replies/",
+        _data_dirs,
+        _dialogue_check,
+    ),
 )
 
 
@@ -59,9 +85,9 @@ def register(sub: Any) -> None:
     parser = add_command(
         sub,
         "check-data",
-        "Validate the data files (NLU training data; more kinds as they are added) and print "
-        "every problem with its file, line and item. Exit status 1 when there are errors "
-        "(with --strict, also warnings).",
+        "Validate the data files (NLU training data, FAQ and facts, flows, routing and reply "
+        "texts) and print every problem with its file, line and item. Exit status 1 when "
+        "there are errors (with --strict, also warnings).",
         "tongxin check-data\n  tongxin check-data --nlu nlu/data/nlu_microloan.yml",
     )
     for check in DATA_CHECKS:
@@ -107,7 +133,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
             if problem.level == "error" or not args.quiet:
                 print(problem)
         n_errors = sum(1 for p in problems if p.level == "error")
-        print(f"{name}: {n_errors} error(s), {len(problems) - n_errors} warning(s)", file=sys.stderr)
+        summary = f"{name}: {n_errors} error(s), {len(problems) - n_errors} warning(s)"
+        print(summary, file=sys.stderr)
     failed = errors > 0 or (args.strict and warnings > 0)
     print("check-data: " + ("FAILED" if failed else "ok"), file=sys.stderr)
     return 1 if failed else 0

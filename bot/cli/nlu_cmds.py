@@ -66,8 +66,9 @@ def register(sub: Any) -> None:
         "test",
         "Evaluate like `rasa test nlu`: accuracy, macro-F1, per-intent precision/recall/F1, "
         "worst confusions, entity scores. --data FILE tests the trained model on FILE (a Rasa "
-        "NLU file or a YAML list of {text, intent}); --cv K cross-validates instead; with "
-        "neither, the model is tested on its own training data.",
+        "NLU file or a YAML list of {text, intent}); --cv K runs K-fold cross-validation on "
+        "the training data (or on --data FILE); with neither, the model is tested on its own "
+        "training data.",
         "tongxin nlu test --cv 10 --json-report /tmp/nlu-report.json",
     )
     test.add_argument("--data", metavar="FILE", help="labelled test messages")
@@ -190,6 +191,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDataError as exc:
         details = "".join(f"\n  {p}" for p in exc.problems[:20])
         raise CliError(f"{exc}{details}") from None
+    except OSError as exc:
+        raise CliError(
+            f"cannot write the model to {settings.resolved_model_dir()}: {exc}"
+        ) from None
     for problem in summary.problems:
         print(problem, file=sys.stderr)
     print(

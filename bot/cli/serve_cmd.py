@@ -23,6 +23,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="development: fetch Telegram updates with getUpdates instead of a webhook",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the SQLite file (default 1; one core each)",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     parser.set_defaults(handler=run_serve)
 
@@ -43,6 +49,8 @@ def build_channels(core: Any, *, telegram_polling: bool) -> list[Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from bot.app import build_core
@@ -56,8 +64,29 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if args.telegram_polling and not settings.telegram_token:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1:
+        if args.telegram_polling:
+            raise CliError("--telegram-polling runs in one process; drop --workers")
+        # Each worker builds its own core from the environment.
+        os.environ["TONGXIN_DB"] = str(settings.db_path)
+        uvicorn.run(
+            "bot.web:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+        return 0
     core = build_core(settings, inline_outbox=frozenset())
-    app = create_app(core, build_channels(core, telegram_polling=args.telegram_polling))
+    try:
+        channels = build_channels(core, telegram_polling=args.telegram_polling)
+    except ValueError as exc:
+        core.close()
+        raise CliError(str(exc)) from exc
+    app = create_app(core, channels)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:

@@ -118,7 +118,9 @@ def cmd_set_webhook(args: argparse.Namespace) -> int:
 
     parts = urlsplit(args.url)
     if parts.scheme != "https" or not parts.netloc:
-        raise CliError(f"the webhook URL must be https://... (Telegram requires it), got {args.url}")
+        raise CliError(
+            f"the webhook URL must be https://... (Telegram requires it), got {args.url}"
+        )
     if not 1 <= args.max_connections <= 100:
         raise CliError("--max-connections must be between 1 and 100")
     settings = _settings(args)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nlu.entities import (
     extract_amounts,
@@ -49,6 +53,11 @@ AMOUNTS = [
     ("他欠了我8000", 8000, "8000"),
     ("贷个三万多块", 30000, "三万多块"),
     ("壹万元", 10000, "壹万元"),
+    ("贷十万一年要还多少利息", 100000, "十万"),
+    ("贷一万一个月利息多少", 10000, "一万"),
+    ("贷¥30000一年利息", 30000, "¥30000"),
+    ("十万零五百块", 100500, "十万零五百块"),
+    ("两千一百元", 2100, "两千一百元"),
 ]
 
 
@@ -79,6 +88,7 @@ NOT_AMOUNTS = [
     "2024年3月5日提交的",
     "第1期还款",
     "5wifi密码",
+    "跑了两千一百米",
     "贷款额度多少",
 ]
 
@@ -148,7 +158,9 @@ def test_ticket_ids_are_normalised(text: str, value: str, surface: str) -> None:
     assert text[entity.start : entity.end] == surface
 
 
-@pytest.mark.parametrize("text", ["TX26112-0042", "TX261126-004", "ATX261126-0042", "TX261399-0042"])
+@pytest.mark.parametrize(
+    "text", ["TX26112-0042", "TX261126-004", "ATX261126-0042", "TX261399-0042"]
+)
 def test_not_ticket_ids(text: str) -> None:
     assert extract_ticket_ids(text) == []
 
@@ -227,3 +239,19 @@ def test_mask_catches_mistyped_id_numbers_too() -> None:
 def test_extractors_survive_odd_input(text: str) -> None:
     assert isinstance(extract_entities(text), list)
     assert isinstance(mask_personal_data(text), str)
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("0123456789１３５万千十一两五元块¥wkTXx-+ 86号楼%.")),
+        max_size=40,
+    )
+)
+def test_spans_are_valid_and_disjoint_for_any_text(text: str) -> None:
+    entities = extract_entities(text)
+    for entity in entities:
+        assert 0 <= entity.start < entity.end <= len(text)
+        if entity.entity == "amount":
+            assert isinstance(entity.value, int) and entity.value > 0
+    for a, b in itertools.pairwise(entities):
+        assert a.end <= b.start

@@ -1,4 +1,4 @@
-"""The tokenizer keeps domain words whole, normalises text, and leaves jieba's global state alone."""
+"""The tokenizer keeps domain words whole, normalises text, leaves jieba's global state alone."""
 
 from __future__ import annotations
 

@@ -137,7 +137,9 @@ def test_unquoted_version_and_missing_file_are_reported(tmp_path: Path) -> None:
 
 def test_cross_file_checks(tmp_path: Path) -> None:
     a = write(tmp_path, GOOD, "a.yml")
-    b = write(tmp_path, 'version: "3.1"\nnlu:\n- intent: thanks\n  examples: |\n    - 你好\n', "b.yml")
+    b = write(
+        tmp_path, 'version: "3.1"\nnlu:\n- intent: thanks\n  examples: |\n    - 你好\n', "b.yml"
+    )
     problems = check_data([a, b])
     conflict = [p for p in problems if "several intents" in p.message]
     assert conflict and "greet (a.yml:5)" in conflict[0].message
@@ -169,7 +171,9 @@ def test_unusable_data_raises(tmp_path: Path) -> None:
 
 
 def test_plain_list_eval_files(tmp_path: Path) -> None:
-    path = write(tmp_path, "- text: 你好\n  intent: greet\n- text: 贷[五万](amount)\n  intent: microloan\n")
+    path = write(
+        tmp_path, "- text: 你好\n  intent: greet\n- text: 贷[五万](amount)\n  intent: microloan\n"
+    )
     examples = load_examples(path)
     assert [(e.text, e.intent) for e in examples] == [("你好", "greet"), ("贷五万", "microloan")]
     assert examples[1].entities[0].entity == "amount"

@@ -6,8 +6,10 @@ dialogue itself stays with our dispatcher.
     getUpdates      -> update_queue                                     (--telegram-polling)
     update_queue    -> handlers -> IncomingMessage -> Dispatcher.handle -> sendMessage
 
-Two background loops deliver the outbox (ticket notifications to users) and
-post new tickets to the staff group.
+Updates of different chats run concurrently; one member's updates in one
+chat run in order (`PerChatUpdateProcessor`). Two background loops deliver the
+outbox (ticket notifications to users) and post new tickets of every channel
+to the staff group.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import hmac
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from telegram import (
     Bot,
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -141,7 +145,13 @@ class TelegramChannel:
         limits: TelegramLimits | None = None,
         outbox_interval_s: float = 1.0,
         staff_interval_s: float = 2.0,
+        inline_turns: bool | None = None,
     ) -> None:
+        """`inline_turns`: run dialogue turns in the event loop (None: yes unless
+        the NLU asks a Rasa server, whose network wait must not stall the loop).
+        A local turn is ~0.5 ms of CPU; handing it to a thread and back costs
+        more than that under load (bench/telegram_bench.py: 2.5 against 3.2 ms
+        of CPU per update, p99 60 against 500 ms at 300 updates/s)."""
         settings = core.settings
         if not settings.telegram_token:
             raise TelegramConfigError("TONGXIN_TELEGRAM_TOKEN is not set")
@@ -153,12 +163,16 @@ class TelegramChannel:
         self.staff_user_ids = settings.staff_user_ids
         self.outbox_interval_s = outbox_interval_s
         self.staff_interval_s = staff_interval_s
+        self.inline_turns = (
+            inline_turns if inline_turns is not None else settings.nlu.rasa_url is None
+        )
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._me: BotIdentity | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox_wake: asyncio.Event | None = None
         self._staff_wake: asyncio.Event | None = None
         self._staff_lock: asyncio.Lock | None = None
+        self._dialogue: ThreadPoolExecutor | None = None
 
     # -- wiring ---------------------------------------------------------
 
@@ -189,6 +203,11 @@ class TelegramChannel:
             .token(settings.telegram_token or "")
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
+            # httpcore scans every pooled connection (a poll() each) whenever a
+            # request starts or ends; PTB's default of 256 makes that the
+            # bottleneck under load, and 64 connections are plenty for 30 msg/s.
+            .connection_pool_size(self.limits.connection_pool_size)
+            .pool_timeout(5.0)
             .rate_limiter(FloodLimiter(self.limits))
             .concurrent_updates(PerChatUpdateProcessor(self.limits.max_concurrent_updates))
         )
@@ -212,9 +231,17 @@ class TelegramChannel:
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
+        # httpx logs every request URL at INFO, and Bot API URLs carry the token.
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.getEffectiveLevel() < logging.WARNING:
+            httpx_log.setLevel(logging.WARNING)
         self._outbox_wake = asyncio.Event()
         self._staff_wake = asyncio.Event()
         self._staff_lock = asyncio.Lock()
+        if not self.inline_turns:
+            # One thread: turns serialise on the store's lock anyway, and more
+            # threads only fight the event loop for the GIL.
+            self._dialogue = ThreadPoolExecutor(1, thread_name_prefix="telegram-dialogue")
         self._app = self._build()
         try:
             await self._boot()
@@ -223,11 +250,13 @@ class TelegramChannel:
             self._tasks.append(asyncio.create_task(self._boot_later(), name="telegram-boot"))
 
     async def _boot(self) -> None:
+        """Each step is skipped when already done, so a retry resumes where it failed."""
         app = self.application
         await app.initialize()  # getMe: the bot's id and username
         self._me = BotIdentity(app.bot.id, app.bot.username)
-        await app.start()
-        if self.polling and app.updater is not None:
+        if not app.running:
+            await app.start()
+        if self.polling and app.updater is not None and not app.updater.running:
             await app.updater.start_polling(allowed_updates=list(ALLOWED_UPDATES))
         try:
             await app.bot.set_my_commands(bot_commands(self.core.replies))
@@ -267,6 +296,8 @@ class TelegramChannel:
             await app.stop()  # handles what is already queued first
         with contextlib.suppress(Exception):
             await app.shutdown()
+        if self._dialogue is not None:
+            self._dialogue.shutdown(wait=False)
 
     async def drain(self) -> None:
         """Wait until every queued update has been handled (tests, benches)."""
@@ -383,15 +414,15 @@ class TelegramChannel:
             press = self.signer.open(query.data)
         except CallbackDataError as exc:
             log.warning("telegram: refused callback data from user %s: %s", query.from_user.id, exc)
-            await query.answer(replies.text("telegram.alert.invalid_button"), show_alert=True)
+            await _answer(query, replies.text("telegram.alert.invalid_button"), alert=True)
             return
         if isinstance(press, StaffPress):
             await self._on_staff_press(update, press)
             return
         if press.user_id != query.from_user.id:
-            await query.answer(replies.text("telegram.alert.not_yours"), show_alert=True)
+            await _answer(query, replies.text("telegram.alert.not_yours"), alert=True)
             return
-        await query.answer()
+        await _answer(query)
         shown = query.message if isinstance(query.message, Message) else None
         chat = query.message.chat if query.message is not None else None
         chat_id = chat.id if chat is not None else query.from_user.id
@@ -409,7 +440,7 @@ class TelegramChannel:
             # A choice is made once; the buttons go so that it can't be pressed again.
             with contextlib.suppress(TelegramError):
                 await shown.edit_reply_markup(reply_markup=None)
-        replies_out = await asyncio.to_thread(self.core.dispatcher.handle, incoming)
+        replies_out = await self._turn(incoming)
         reply_to = shown.message_id if shown is not None and is_group(chat) else None
         await self._send_replies(chat_id, query.from_user.id, replies_out, reply_to=reply_to)
 
@@ -420,7 +451,7 @@ class TelegramChannel:
         staff = query.from_user
         if staff.id not in self.staff_user_ids:
             log.warning("telegram: user %s pressed a staff button; refused", staff.id)
-            await query.answer(replies.text("telegram.alert.staff_only"), show_alert=True)
+            await _answer(query, replies.text("telegram.alert.staff_only"), alert=True)
             return
         assert self._staff_lock is not None
         async with self._staff_lock:  # two staff pressing at once must not both act
@@ -432,7 +463,7 @@ class TelegramChannel:
                 staff_name=display_name(staff) or f"工作人员{staff.id}",
                 staff_id=staff.id,
             )
-        await query.answer(outcome.text[:MAX_ALERT_CHARS], show_alert=outcome.alert)
+        await _answer(query, outcome.text, alert=outcome.alert)
         if outcome.ticket is not None and isinstance(query.message, Message):
             with contextlib.suppress(BadRequest):  # "message is not modified"
                 await query.message.edit_reply_markup(
@@ -447,10 +478,17 @@ class TelegramChannel:
 
     # -- conversation ---------------------------------------------------
 
+    async def _turn(self, incoming: IncomingMessage) -> list[Reply]:
+        """One dispatcher turn: NLU plus one SQLite transaction."""
+        if self._dialogue is None:
+            return self.core.dispatcher.handle(incoming)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._dialogue, self.core.dispatcher.handle, incoming)
+
     async def _converse(self, incoming: IncomingMessage, message: Message) -> None:
         """One dispatcher turn (in a worker thread: it parses and writes SQLite),
         then the replies, quoting the user's message in a group."""
-        replies = await asyncio.to_thread(self.core.dispatcher.handle, incoming)
+        replies = await self._turn(incoming)
         if self._staff_wake is not None:
             self._staff_wake.set()  # the turn may have created a ticket
         reply_to = message.message_id if is_group(message.chat) else None
@@ -536,7 +574,7 @@ class TelegramChannel:
             except Exception:
                 log.exception("telegram: outbox delivery failed")
             self._outbox_wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), timeout=pause)
 
     async def deliver(self, item: OutboxItem) -> float:
@@ -599,7 +637,7 @@ class TelegramChannel:
             except Exception:
                 log.exception("telegram: posting to the staff chat failed")
             self._staff_wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._staff_wake.wait(), timeout=pause)
 
     async def _post_new_tickets(self, cursor: int) -> tuple[int, float]:
@@ -637,6 +675,15 @@ class TelegramChannel:
             await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(cursor))
         pause = 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
         return cursor, pause
+
+
+async def _answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """answerCallbackQuery; a redelivered or late press can no longer be
+    answered, which must not stop the press itself from being handled."""
+    try:
+        await query.answer(text[:MAX_ALERT_CHARS] if text else None, show_alert=alert)
+    except TelegramError as exc:
+        log.info("telegram: could not answer callback query: %s", _error_text(exc))
 
 
 def _error_text(exc: TelegramError) -> str:

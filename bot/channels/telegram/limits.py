@@ -44,6 +44,11 @@ class TelegramLimits:
     group_per_min: float = 20.0  # messages per minute into one group
     max_retries: int = 2  # retries of a request answered with 429
     max_concurrent_updates: int = 256
+    connection_pool_size: int = 64  # HTTP connections to the Bot API
+    # Requests on the wire at once. httpcore scans its whole queue against
+    # every connection each time a request starts or ends, so letting 100
+    # replies into it at once costs more event-loop time than sending them.
+    max_in_flight: int = 8
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -119,6 +124,7 @@ class FloodLimiter(BaseRateLimiter[bool]):
         )
         self._groups: dict[int | str, SlidingWindow] = {}
         self._paused_until = 0.0
+        self._in_flight = asyncio.Semaphore(max(1, self.limits.max_in_flight))
 
     async def initialize(self) -> None:
         """Nothing to set up."""
@@ -157,7 +163,8 @@ class FloodLimiter(BaseRateLimiter[bool]):
             if rate_limit_args and self._overall is not None:
                 await self._overall.acquire()
             try:
-                return await callback(*args, **kwargs)
+                async with self._in_flight:
+                    return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 wait = retry_after_seconds(exc)
                 log.warning("telegram 429 on %s: pausing all requests for %.1f s", endpoint, wait)

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,7 @@ class WeChatChannel:
         backoff: Backoff | None = None,
         path: str = "/wechat",
         clock: Callable[[], float] = time.time,
+        turn_threads: int = 8,
     ) -> None:
         settings = core.settings
         if config is None:
@@ -112,9 +114,11 @@ class WeChatChannel:
         self.poll_s = poll_s
         self.path = path
         self.clock = clock
+        if config.aes_key and not config.appid:
+            raise ValueError("TONGXIN_WECHAT_AES_KEY needs TONGXIN_WECHAT_APPID to decrypt")
         self.crypto = (
-            SafeModeCrypto(config.token, config.aes_key, config.appid or "")
-            if config.aes_key
+            SafeModeCrypto(config.token, config.aes_key, config.appid)
+            if config.aes_key and config.appid
             else None
         )
         self.api = (
@@ -128,6 +132,11 @@ class WeChatChannel:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        # Turns get their own threads: when SQLite is locked for long, blocked turns
+        # must not starve the outbox worker and the store calls in the default pool.
+        self._turn_threads = ThreadPoolExecutor(
+            max_workers=turn_threads, thread_name_prefix="wechat-turn"
+        )
 
     # -- ChannelService -----------------------------------------------------
 
@@ -158,6 +167,7 @@ class WeChatChannel:
         if self._worker_task is not None:
             await self._worker_task
             self._worker_task = None
+        self._turn_threads.shutdown(wait=False)
 
     # -- GET: WeChat's URL check ---------------------------------------------
 
@@ -242,14 +252,15 @@ class WeChatChannel:
         key = msg.message_id or ""
         turn = self._turns.get(key)
         if turn is None:
-            turn = _Turn(asyncio.ensure_future(asyncio.to_thread(self._run_turn, msg)))
+            loop = asyncio.get_running_loop()
+            turn = _Turn(loop.run_in_executor(self._turn_threads, self._run_turn, msg))
             self._turns[key] = turn
             turn.task.add_done_callback(lambda _t: self._forget(key, turn))
         elif turn.late:
             return None  # a retry of a turn whose replies are being queued
-        try:
-            parts = await asyncio.wait_for(asyncio.shield(turn.task), self.budget_s)
-        except TimeoutError:
+        # asyncio.wait leaves the turn running when the budget runs out (no shield needed).
+        done, _ = await asyncio.wait((turn.task,), timeout=self.budget_s)
+        if not done:
             if not turn.late:
                 turn.late = True
                 log.warning(
@@ -259,6 +270,7 @@ class WeChatChannel:
                 self._late.add(late)
                 late.add_done_callback(self._late.discard)
             return None
+        parts = turn.task.result()
         if turn.late or not parts:
             return None
         if len(parts) > 1:

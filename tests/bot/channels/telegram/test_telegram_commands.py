@@ -63,14 +63,19 @@ async def test_status_in_a_group_points_to_the_private_chat(tg: Any) -> None:
     user = tg.person(610005, "老李")
     await tg.say(tg.message(user, "转人工"))
     (ticket,) = tg.core.store.list_tickets(user_id="610005")
-    (sent,) = await tg.say(tg.message(user, "/status", chat=tg.GROUP))
+    (sent,) = [
+        c
+        for c in await tg.say(tg.message(user, "/status", chat=tg.GROUP))
+        if c.chat() == tg.GROUP["id"]
+    ]
     assert sent.chat() == tg.GROUP["id"]
     assert ticket.id not in sent.params["text"]
     (row,) = sent.params["reply_markup"]["inline_keyboard"]
     assert row[0]["url"] == f"https://t.me/{tg.BOT['username']}?start=ticket_status"
     # The link's /start lists the tickets in private, as /status does.
     for text in ("/start ticket_status", "/status"):
-        (listed,) = await tg.say(tg.message(user, text))
+        sent_now = await tg.say(tg.message(user, text))
+        (listed,) = [c for c in sent_now if c.chat() == 610005]
         assert ticket.id in listed.params["text"]
 
 

@@ -86,8 +86,16 @@ async def test_deep_link_of_another_user_does_not_start_their_flow(tg: Any) -> N
 
 
 def _staff_post(tg: Any, ticket_id: str) -> Any:
-    posts = [c for c in tg.api.find("sendMessage", chat_id=tg.STAFF_CHAT) if ticket_id in c.params["text"]]
+    posts = [
+        c
+        for c in tg.api.find("sendMessage", chat_id=tg.STAFF_CHAT)
+        if ticket_id in c.params["text"]
+    ]
     return posts[0] if len(posts) == 1 else None
+
+
+def _buttons_of(markup: dict[str, Any]) -> list[str]:
+    return [row[0]["text"] for row in markup["inline_keyboard"]]
 
 
 def _buttons(call: Any) -> dict[str, str]:
@@ -142,7 +150,8 @@ async def test_staff_chat_gets_the_ticket_and_only_staff_can_move_it(tg: Any) ->
     assert tg.core.store.get_ticket(ticket.id).status == "resolved"
     done = await tg.wait_for(lambda: [t for t in tg.api.texts_to(RESIDENT) if "已办结" in t])
     assert ticket.id in done[0]
-    assert [r["text"] for r in tg.api.find("editMessageReplyMarkup")[-1].params["reply_markup"]["inline_keyboard"][0]][0].startswith("已办结")
+    final = tg.api.find("editMessageReplyMarkup")[-1].params["reply_markup"]
+    assert _buttons_of(final) == ["已办结（李明）"]
 
 
 async def test_faq_choice_buttons_send_the_choice_back(tg: Any) -> None:
@@ -172,3 +181,24 @@ async def test_faq_choice_buttons_send_the_choice_back(tg: Any) -> None:
     # The keyboard is gone, so the choice cannot be pressed twice.
     (edit,) = tg.api.find("editMessageReplyMarkup")
     assert edit.params.get("reply_markup") in (None, "", {"inline_keyboard": []})
+
+
+async def test_tickets_of_other_channels_are_posted_and_a_stale_press_still_acts(tg: Any) -> None:
+    ticket, _ = tg.core.store.create_ticket(
+        kind="report_issue",
+        department="街道城管中队",
+        channel="wechat",
+        user_id="oWx_resident",
+        phone=None,
+        fields={"description": "路灯坏了", "place": "幸福路口"},
+    )
+    post = await tg.wait_for(lambda: _staff_post(tg, ticket.id))
+    assert "路灯坏了" in post.params["text"] and "wechat" in post.params["text"]
+    # Telegram no longer accepts an answer to a press it delivered late.
+    tg.api.fail("answerCallbackQuery", status=400, description="Bad Request: query is too old")
+    staff = tg.person(tg.STAFF_USER, "李明")
+    await tg.say(tg.callback(staff, _buttons(post)["接单"], tg.sent_message(post)))
+    assert tg.core.store.get_ticket(ticket.id).assignee == "李明"
+    # The WeChat user's notice waits for the WeChat channel, not for Telegram.
+    (notice,) = tg.core.store.list_outbox()
+    assert notice.channel == "wechat" and notice.status == "pending"

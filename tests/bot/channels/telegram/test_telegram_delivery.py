@@ -38,8 +38,13 @@ async def test_blocked_user_is_recorded_and_not_retried(tg: Any) -> None:
 
 async def test_retry_after_is_honoured_in_the_outbox(tg: Any) -> None:
     # Both tries (max_retries=1) get 429: the row waits retry_after, then goes.
-    tg.api.fail("sendMessage", status=429, description="Too Many Requests: retry after 1",
-                retry_after=1, times=2)
+    tg.api.fail(
+        "sendMessage",
+        status=429,
+        description="Too Many Requests: retry after 1",
+        retry_after=1,
+        times=2,
+    )
     tg.core.store.enqueue("telegram", "620003", "通知", ticket_id="TX3")
     await tg.wait_for(lambda: tg.core.store.list_outbox()[0].attempts >= 1, timeout=10)
     item = tg.core.store.list_outbox()[0]
@@ -53,8 +58,13 @@ async def test_retry_after_is_honoured_in_the_outbox(tg: Any) -> None:
 
 
 async def test_reply_hit_by_429_is_retried_after_the_wait(tg: Any) -> None:
-    tg.api.fail("sendMessage", status=429, description="Too Many Requests: retry after 1",
-                retry_after=1, times=1)
+    tg.api.fail(
+        "sendMessage",
+        status=429,
+        description="Too Many Requests: retry after 1",
+        retry_after=1,
+        times=1,
+    )
     user = tg.person(620004, "小马")
     sent = await tg.say(tg.message(user, "你好"))
     assert len(sent) == 2  # the refused try and the retry
@@ -93,7 +103,7 @@ async def test_group_messages_are_held_to_the_per_group_limit() -> None:
 
     await request(-100)
     await request(-100)
-    with pytest.raises(asyncio.TimeoutError):
+    with pytest.raises(TimeoutError):
         await asyncio.wait_for(request(-100), 0.3)  # third in a minute waits
     await asyncio.wait_for(request(-200), 0.3)  # another group is not held up
     for _ in range(5):
@@ -101,7 +111,9 @@ async def test_group_messages_are_held_to_the_per_group_limit() -> None:
     assert sent == [-100, -100, -200, 42, 42, 42, 42, 42]
     # Editing a staff message is not a new message in the group.
     await asyncio.wait_for(
-        limiter.process_request(send, (-100,), {}, "editMessageReplyMarkup", {"chat_id": -100}, None),
+        limiter.process_request(
+            send, (-100,), {}, "editMessageReplyMarkup", {"chat_id": -100}, None
+        ),
         0.3,
     )
 

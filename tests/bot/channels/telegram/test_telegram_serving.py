@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot.app import Core
 from bot.channels.telegram import TelegramChannel
 from bot.cli.main import main
+from bot.web import create_app
 from flows.store import Store
 
 
@@ -34,6 +36,29 @@ async def test_polling_mode_answers_updates_from_get_updates(
         await channel.stop()
     offsets = [int(c.params.get("offset") or 0) for c in api.find("getUpdates")]
     assert max(offsets) == 861200002  # the update was confirmed
+
+
+@pytest.mark.anyio
+async def test_turns_on_a_thread_when_asked(tg_core: Core, api: Any, telegram_fixture: Any) -> None:
+    # The mode used when the NLU asks a Rasa server (a network wait per turn).
+    channel = TelegramChannel(tg_core, inline_turns=False)
+    await channel.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(tg_core, [channel]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+            response = await client.post(
+                "/telegram",
+                json=telegram_fixture("private_text"),
+                headers={
+                    "X-Telegram-Bot-Api-Secret-Token": tg_core.settings.telegram_webhook_secret
+                },
+            )
+            assert response.status_code == 200
+            await channel.drain()
+        (sent,) = api.find("sendMessage", chat_id=111111111)
+        assert "同心" in sent.params["text"]
+    finally:
+        await channel.stop()
 
 
 @pytest.mark.anyio
@@ -61,7 +86,9 @@ def tg_env(monkeypatch: pytest.MonkeyPatch, api: Any, tmp_path: Path) -> Any:
     return api
 
 
-def test_set_webhook_registers_url_and_secret(tg_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_set_webhook_registers_url_and_secret(
+    tg_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["telegram", "set-webhook", "https://bot.example.org/telegram"]) == 0
     (call,) = tg_env.find("setWebhook")
     assert call.params["url"] == "https://bot.example.org/telegram"
@@ -95,7 +122,11 @@ def test_commands_and_delete_webhook(tg_env: Any, capsys: pytest.CaptureFixture[
     assert main(["telegram", "commands"]) == 0
     (call,) = tg_env.find("setMyCommands")
     assert [c["command"] for c in call.params["commands"]] == [
-        "start", "help", "faq", "status", "cancel"
+        "start",
+        "help",
+        "faq",
+        "status",
+        "cancel",
     ]
     assert "/faq" in capsys.readouterr().out
     assert main(["telegram", "delete-webhook", "--drop-pending-updates"]) == 0
@@ -107,12 +138,20 @@ def test_event_cursor(tmp_path: Path) -> None:
     store = Store(tmp_path / "t.db")
     assert store.last_event_id() == 0
     first, _ = store.create_ticket(
-        kind="report_issue", department="desk", channel="wechat", user_id="o1", phone=None,
+        kind="report_issue",
+        department="desk",
+        channel="wechat",
+        user_id="o1",
+        phone=None,
         fields={},
     )
     store.change_ticket(first.id, actor="staff", assignee="李明")
     second, _ = store.create_ticket(
-        kind="legal_aid", department="desk", channel="telegram", user_id="5", phone=None,
+        kind="legal_aid",
+        department="desk",
+        channel="telegram",
+        user_id="5",
+        phone=None,
         fields={},
     )
     created = store.events_after(0, action="created")

@@ -43,7 +43,12 @@ def _message(data: dict[str, Any]) -> Any:
 def test_private_text(telegram_fixture: Fixture) -> None:
     msg = to_incoming(_message(telegram_fixture("private_text")), ME)
     assert msg is not None
-    assert (msg.channel, msg.user_id, msg.text, msg.kind) == ("telegram", "111111111", "你好", "text")
+    assert (msg.channel, msg.user_id, msg.text, msg.kind) == (
+        "telegram",
+        "111111111",
+        "你好",
+        "text",
+    )
     assert msg.message_id == "111111111:11" and msg.chat_id == "111111111"
     assert not msg.in_group and msg.display_name == "王芳"
 
@@ -58,13 +63,19 @@ def test_group_rule(telegram_fixture: Fixture) -> None:
 def test_mention_of_another_bot_or_a_text_mention(telegram_fixture: Fixture) -> None:
     data = telegram_fixture("group_mention")
     other = copy.deepcopy(data)
-    other["message"]["text"] = other["message"]["text"].replace("tongxin_test_bot", "other_helper_bot")
+    other["message"]["text"] = other["message"]["text"].replace(
+        "tongxin_test_bot", "other_helper_bot"
+    )
     assert not addressed_to_bot(_message(other), ME)
     text_mention = copy.deepcopy(data)
     text_mention["message"]["text"] = "同心 帮我看看"
     text_mention["message"]["entities"] = [
-        {"offset": 0, "length": 2, "type": "text_mention",
-         "user": {"id": ME.id, "is_bot": True, "first_name": "同心"}}
+        {
+            "offset": 0,
+            "length": 2,
+            "type": "text_mention",
+            "user": {"id": ME.id, "is_bot": True, "first_name": "同心"},
+        }
     ]
     assert addressed_to_bot(_message(text_mention), ME)
 
@@ -135,7 +146,10 @@ def test_render_buttons_and_deep_link() -> None:
     rendered = render_reply(choices, me=ME, signer=signer, user_id=42, private_label="私聊办理")
     assert rendered is not None and rendered.markup is not None
     rows = rendered.markup.inline_keyboard
-    assert [signer.open(r[0].callback_data) for r in rows] == [AnswerPress(42, "1"), AnswerPress(42, "2")]
+    assert [signer.open(r[0].callback_data) for r in rows] == [
+        AnswerPress(42, "1"),
+        AnswerPress(42, "2"),
+    ]
     assert len(rows[1][0].text) <= 64
 
     redirect = Reply(

@@ -40,8 +40,9 @@ async def wait_for(check: Any, timeout: float = 10.0) -> Any:
 # -- GET verification ------------------------------------------------------------
 
 
-async def test_get_echoes_only_with_a_valid_signature(kit_factory) -> None:
-    async with kit_factory() as kit:
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_get_echoes_only_with_a_valid_signature(kit_factory, mode: str) -> None:
+    async with kit_factory(mode=mode) as kit:
         client = kit.wechat.client
         ts, nonce = str(int(time.time())), "1514130981"
         good = {"signature": wechat_signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
@@ -70,6 +71,17 @@ async def test_text_gets_a_passive_reply_in_every_mode(kit_factory, mode: str) -
         assert "志愿" in answer.text
         if mode != "plain":
             assert "<Encrypt>" in answer.body and "志愿" not in answer.body
+
+
+async def test_compatible_mode_works_without_the_aes_key(kit_factory) -> None:
+    """WeChat set to compatible mode before the operator set the key: the
+    plaintext half is used, and the reply may be plaintext (WeChat accepts both)."""
+    async with kit_factory(mode="plain") as kit:
+        kit.wechat.mode = "compatible"
+        answer = await kit.wechat.say(USER, "转人工")
+        assert answer.status == 200 and "人工" in answer.text
+        kit.wechat.mode = "safe"  # only ciphertext, and no key to read it
+        assert (await kit.wechat.say(USER, "转人工")).status == 400
 
 
 async def test_safe_mode_refuses_unencrypted_requests(kit_factory) -> None:

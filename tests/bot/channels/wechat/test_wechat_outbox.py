@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot.channels.wechat.delivery import Backoff, OutboxWorker
-from bot.channels.wechat_api import WeChatApi, WeChatApiError, WeChatNetworkError
+from bot.channels.wechat_api import (
+    SharedTokenCache,
+    WeChatApi,
+    WeChatApiError,
+    WeChatNetworkError,
+)
 from bot.cli.main import main
 from flows.store import Store
 
@@ -73,15 +78,24 @@ def test_token_refreshed_on_42001_and_40001(store: Store, fake_api, invalidate: 
     assert fake_api.token_requests == 2
 
 
-def test_a_process_with_a_stale_token_uses_the_one_another_refreshed(db: Path, fake_api) -> None:
+def test_a_refresh_after_another_process_refreshed_reuses_its_token(db: Path) -> None:
+    """Process b's call failed with the old token while a already stored a new one:
+    b takes a's token instead of fetching (each fetch invalidates the last)."""
+    fetched: list[str] = []
+
+    def fetch() -> tuple[str, float]:
+        fetched.append(f"T{len(fetched)}")
+        return fetched[-1], 7200
+
     first, second = Store(db), Store(db)
     try:
-        a, b = api_for(first, fake_api.url), api_for(second, fake_api.url)
-        a.send_text(USER, "一")
-        fake_api.revoke_tokens()
-        a.send_text(USER, "二")  # refreshes
-        b.send_text(USER, "三")  # finds a's new token in the store: no third fetch
-        assert fake_api.token_requests == 2
+        a, b = SharedTokenCache(first, APPID, fetch), SharedTokenCache(second, APPID, fetch)
+        old = a.get()
+        assert b.get() == old and fetched == ["T0"]
+        new = a.refresh(stale=old)
+        assert b.refresh(stale=old) == new
+        assert fetched == ["T0", "T1"]
+        assert b.refresh(stale=new) == "T2"  # b's own failure with the newest token
     finally:
         first.close()
         second.close()

@@ -208,3 +208,11 @@ def test_menu_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(MenuError) as err:
         load_menu(bad, {"flow_microloan"})
     assert "longer than 16 bytes" in str(err.value) and "no_such_key" in str(err.value)
+
+
+def test_reply_xml_matches_wechatpys_text_reply() -> None:
+    from wechatpy.replies import TextReply
+
+    ours = text_reply_xml(to_user="o1", from_account="gh", text="您好，已提交", now=1_700_000_000)
+    theirs = TextReply(target="o1", source="gh", content="您好，已提交", time=1_700_000_000)
+    assert ours == theirs.render()

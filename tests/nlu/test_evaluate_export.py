@@ -1,0 +1,126 @@
+"""Evaluation figures on hand-checked cases, cross-validation, and the Rasa export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlu.evaluate import build_report, calibration_error, cross_validate, format_report
+from nlu.export import export_rasa
+from nlu.parser import Parser
+from nlu.training_data import EntityAnnotation, Example, TrainingData, default_data_paths
+from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
+
+
+def result(top: str, confidence: float, final: str | None = None, entities=()) -> ParseResult:
+    other = "b" if top != "b" else "a"
+    return ParseResult(
+        text="",
+        intent=IntentScore(final or top, confidence),
+        intent_ranking=(IntentScore(top, confidence), IntentScore(other, 1 - confidence)),
+        entities=tuple(entities),
+    )
+
+
+def test_report_figures() -> None:
+    examples = [Example("1", "a"), Example("2", "a"), Example("3", "b"), Example("4", "b")]
+    results = [
+        result("a", 0.9),
+        result("b", 0.6),
+        result("b", 0.8),
+        result("b", 0.3, final=FALLBACK_INTENT),
+    ]
+    report = build_report("hand", examples, results)
+    # a: precision 1/1, recall 1/2 -> F1 2/3; b: precision 1/2, recall 1/2 -> F1 1/2
+    assert report.accuracy == pytest.approx(0.5)
+    assert report.macro_f1 == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert report.ranking_accuracy == pytest.approx(0.75)
+    assert report.fallback_rate == pytest.approx(0.25)
+    [a, b] = report.per_intent
+    assert (a.label, a.precision, a.recall, a.support) == ("a", 1.0, 0.5, 2)
+    assert (b.label, b.precision, b.recall) == ("b", 0.5, 0.5)
+    assert {(c.gold, c.predicted, c.count) for c in report.confusions} == {
+        ("a", "b", 1),
+        ("b", FALLBACK_INTENT, 1),
+    }
+    text = format_report(report)
+    assert "macro-F1" in text and "a -> b" in text
+
+
+def test_entity_scores() -> None:
+    examples = [
+        Example("贷五万", "microloan", (EntityAnnotation("amount", 1, 3, None),)),
+        Example("贷3万", "microloan", (EntityAnnotation("amount", 1, 3, "30000"),)),
+        Example("没有实体", "microloan"),
+    ]
+    results = [
+        result("microloan", 0.9, entities=[Entity("amount", 50000, 1, 3, "x")]),
+        result("microloan", 0.9, entities=[Entity("amount", 3, 1, 2, "x")]),  # wrong value
+        result("microloan", 0.9, entities=[Entity("phone", "13912345678", 0, 1, "x")]),
+    ]
+    report = build_report("entities", examples, results)
+    assert report.entity_examples == 2  # the unannotated example is not scored
+    [amount] = report.entities
+    assert (amount.precision, amount.recall, amount.support) == (0.5, 0.5, 2)
+
+
+def test_calibration_error() -> None:
+    assert calibration_error([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+    assert calibration_error([0.9] * 10, [False] * 10) == pytest.approx(0.9)
+
+
+def test_cross_validation_predicts_every_example_once(nlu_parser: Parser) -> None:
+    texts = {
+        "greet": ["你好", "您好", "早上好", "在吗", "哈喽"],
+        "thanks": ["谢谢", "多谢了", "感谢帮忙", "辛苦了谢谢", "谢啦"],
+        "microloan": ["红色信贷怎么申请", "想贷款五万", "贷款利息多少", "能贷多少钱", "贷款额度"],
+    }
+    examples = tuple(Example(t, intent) for intent, ts in texts.items() for t in ts)
+    report = cross_validate(
+        TrainingData(examples),
+        nlu_parser.tokenizer,
+        5,
+        fallback_threshold=0.0,
+        ambiguity_threshold=0.0,
+    )
+    assert report.n == 15 and sum(s.support for s in report.per_intent) == 15
+    with pytest.raises(ValueError, match="at least 6 examples"):
+        cross_validate(
+            TrainingData(examples),
+            nlu_parser.tokenizer,
+            6,
+            fallback_threshold=0.0,
+            ambiguity_threshold=0.0,
+        )
+
+
+def test_export_rasa(tmp_path: Path) -> None:
+    files = default_data_paths()
+    userdict = Path(__file__).resolve().parents[2] / "nlu" / "data" / "userdict.txt"
+    written = export_rasa(
+        tmp_path, files, userdict, fallback_threshold=0.42, ambiguity_threshold=0.07
+    )
+    config = yaml.safe_load((tmp_path / "config.yml").read_text(encoding="utf-8"))
+    assert config["language"] == "zh"
+    names = [c["name"] for c in config["pipeline"]]
+    assert names[0] == "JiebaTokenizer"
+    for needed in ("RegexFeaturizer", "LexicalSyntacticFeaturizer", "DIETClassifier"):
+        assert needed in names
+    assert "EntitySynonymMapper" in names
+    char = [c for c in config["pipeline"] if c.get("analyzer") == "char_wb"]
+    assert char and (char[0]["min_ngram"], char[0]["max_ngram"]) == (1, 4)
+    fallback = config["pipeline"][-1]
+    assert fallback == {
+        "name": "FallbackClassifier",
+        "threshold": 0.42,
+        "ambiguity_threshold": 0.07,
+    }
+    dict_dir = tmp_path / config["pipeline"][0]["dictionary_path"]
+    assert (dict_dir / "userdict.txt").read_bytes() == userdict.read_bytes()
+    for source in files:
+        copied = tmp_path / "data" / source.name
+        assert copied.read_bytes() == source.read_bytes()
+        assert yaml.safe_load(copied.read_text(encoding="utf-8"))["version"] == "3.1"
+    assert len(written) == len(files) + 2
