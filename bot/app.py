@@ -73,7 +73,7 @@ def build_core(
     if parser is None:
         parser = load_parser(settings.nlu, notify=notify)
     replies = Replies.load(settings.data_dir / "replies")
-    faq = build_faq(settings, parser.featurizer.tokenizer.words)
+    faq = build_faq(settings, parser.tokenizer.words)
     book = FlowBook.load(settings.data_dir / "flows.yml", settings.data_dir / "routing.yml")
     facts = faq.base.facts
 

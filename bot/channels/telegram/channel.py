@@ -264,7 +264,8 @@ class TelegramChannel:
             log.warning("telegram: setMyCommands failed (%s); the menu stays as it was", exc)
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
         if self.staff_chat_id is not None:
-            self._tasks.append(asyncio.create_task(self._staff_loop(), name="telegram-staff"))
+            cursor = await asyncio.to_thread(self._staff_cursor)
+            self._tasks.append(asyncio.create_task(self._staff_loop(cursor), name="telegram-staff"))
         log.info(
             "telegram: @%s ready (%s)", self._me.username, "polling" if self.polling else "webhook"
         )
@@ -620,16 +621,19 @@ class TelegramChannel:
 
     # -- staff group ----------------------------------------------------
 
-    async def _staff_loop(self) -> None:
-        assert self._staff_wake is not None
+    def _staff_cursor(self) -> int:
+        """The last ticket event already posted. On the very first start it is
+        the newest event: the staff chat gets new tickets, not the history."""
         store = self.core.store
-        raw = await asyncio.to_thread(store.kv_get, CURSOR_KEY)
-        if raw is None:
-            # First start: post what is new from now on, not the whole history.
-            cursor = await asyncio.to_thread(store.last_event_id)
-            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(cursor))
-        else:
-            cursor = int(raw)
+        raw = store.kv_get(CURSOR_KEY)
+        if raw is not None and raw.isdigit():
+            return int(raw)
+        cursor = store.last_event_id()
+        store.kv_set(CURSOR_KEY, str(cursor))
+        return cursor
+
+    async def _staff_loop(self, cursor: int) -> None:
+        assert self._staff_wake is not None
         while True:
             pause = self.staff_interval_s
             try:
