@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import json
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,6 +55,7 @@ from telegram.ext import (
 
 from bot.app import Core
 from bot.channels.telegram.callbacks import CallbackDataError, CallbackSigner, StaffPress
+from bot.channels.telegram.lease import StoreLease
 from bot.channels.telegram.limits import (
     FloodLimiter,
     PerChatUpdateProcessor,
@@ -63,7 +65,9 @@ from bot.channels.telegram.limits import (
 from bot.channels.telegram.render import MAX_ALERT_CHARS, render_reply, trim_text
 from bot.channels.telegram.staff_chat import (
     CURSOR_KEY,
+    STAFF_LEASE_KEY,
     apply_staff_press,
+    read_cursor,
     staff_keyboard,
     staff_post_text,
 )
@@ -96,6 +100,7 @@ CANCEL_TEXT = "取消"
 OUTBOX_BATCH = 50
 OUTBOX_MAX_ATTEMPTS = 8  # network failures before a notification is given up (staff see it)
 STAFF_BATCH = 20
+OUTBOX_LEASE_KEY = "telegram:outbox_lease"
 
 
 class TelegramConfigError(Exception):
@@ -171,8 +176,12 @@ class TelegramChannel:
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox_wake: asyncio.Event | None = None
         self._staff_wake: asyncio.Event | None = None
-        self._staff_lock: asyncio.Lock | None = None
         self._dialogue: ThreadPoolExecutor | None = None
+        owner = uuid.uuid4().hex
+        # Leases outlive a 429 pause of the limiter, so a row in flight is not
+        # taken over by another process meanwhile.
+        self._outbox_lease = StoreLease(core.store, OUTBOX_LEASE_KEY, ttl_s=120.0, owner=owner)
+        self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=120.0, owner=owner)
 
     # -- wiring ---------------------------------------------------------
 
@@ -203,9 +212,8 @@ class TelegramChannel:
             .token(settings.telegram_token or "")
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            # httpcore scans every pooled connection (a poll() each) whenever a
-            # request starts or ends; PTB's default of 256 makes that the
-            # bottleneck under load, and 64 connections are plenty for 30 msg/s.
+            # httpcore polls every pooled connection whenever a request starts
+            # or ends; see TelegramLimits.max_in_flight.
             .connection_pool_size(self.limits.connection_pool_size)
             .pool_timeout(5.0)
             .rate_limiter(FloodLimiter(self.limits))
@@ -237,7 +245,6 @@ class TelegramChannel:
             httpx_log.setLevel(logging.WARNING)
         self._outbox_wake = asyncio.Event()
         self._staff_wake = asyncio.Event()
-        self._staff_lock = asyncio.Lock()
         if not self.inline_turns:
             # One thread: turns serialise on the store's lock anyway, and more
             # threads only fight the event loop for the GIL.
@@ -264,8 +271,9 @@ class TelegramChannel:
             log.warning("telegram: setMyCommands failed (%s); the menu stays as it was", exc)
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
         if self.staff_chat_id is not None:
-            cursor = await asyncio.to_thread(self._staff_cursor)
-            self._tasks.append(asyncio.create_task(self._staff_loop(cursor), name="telegram-staff"))
+            # Before start() returns, so that no ticket created from now on is missed.
+            await asyncio.to_thread(read_cursor, self.core.store)
+            self._tasks.append(asyncio.create_task(self._staff_loop(), name="telegram-staff"))
         log.info(
             "telegram: @%s ready (%s)", self._me.username, "polling" if self.polling else "webhook"
         )
@@ -288,6 +296,9 @@ class TelegramChannel:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        for lease in (self._outbox_lease, self._staff_lease):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(lease.release)
         app = self._app
         if app is None:
             return
@@ -454,16 +465,14 @@ class TelegramChannel:
             log.warning("telegram: user %s pressed a staff button; refused", staff.id)
             await _answer(query, replies.text("telegram.alert.staff_only"), alert=True)
             return
-        assert self._staff_lock is not None
-        async with self._staff_lock:  # two staff pressing at once must not both act
-            outcome = await asyncio.to_thread(
-                apply_staff_press,
-                self.core.store,
-                replies,
-                press,
-                staff_name=display_name(staff) or f"工作人员{staff.id}",
-                staff_id=staff.id,
-            )
+        outcome = await asyncio.to_thread(
+            apply_staff_press,
+            self.core.store,
+            replies,
+            press,
+            staff_name=display_name(staff) or f"工作人员{staff.id}",
+            staff_id=staff.id,
+        )
         await _answer(query, outcome.text, alert=outcome.alert)
         if outcome.ticket is not None and isinstance(query.message, Message):
             with contextlib.suppress(BadRequest):  # "message is not modified"
@@ -561,10 +570,15 @@ class TelegramChannel:
         while True:
             pause = self.outbox_interval_s
             try:
-                items = await asyncio.to_thread(
-                    self.core.store.due_outbox, CHANNEL, limit=OUTBOX_BATCH
-                )
+                items = []
+                if await asyncio.to_thread(self._outbox_lease.hold):
+                    items = await asyncio.to_thread(
+                        self.core.store.due_outbox, CHANNEL, limit=OUTBOX_BATCH
+                    )
                 for item in items:
+                    # Renewed per row: a row is never sent by two processes.
+                    if not await asyncio.to_thread(self._outbox_lease.hold):
+                        break
                     wait = await self.deliver(item)
                     if wait:
                         pause = max(pause, wait)
@@ -621,32 +635,23 @@ class TelegramChannel:
 
     # -- staff group ----------------------------------------------------
 
-    def _staff_cursor(self) -> int:
-        """The last ticket event already posted. On the very first start it is
-        the newest event: the staff chat gets new tickets, not the history."""
-        store = self.core.store
-        raw = store.kv_get(CURSOR_KEY)
-        if raw is not None and raw.isdigit():
-            return int(raw)
-        cursor = store.last_event_id()
-        store.kv_set(CURSOR_KEY, str(cursor))
-        return cursor
-
-    async def _staff_loop(self, cursor: int) -> None:
+    async def _staff_loop(self) -> None:
         assert self._staff_wake is not None
         while True:
             pause = self.staff_interval_s
             try:
-                cursor, pause = await self._post_new_tickets(cursor)
+                if await asyncio.to_thread(self._staff_lease.hold):
+                    cursor = await asyncio.to_thread(read_cursor, self.core.store)
+                    pause = await self._post_new_tickets(cursor)
             except Exception:
                 log.exception("telegram: posting to the staff chat failed")
             self._staff_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._staff_wake.wait(), timeout=pause)
 
-    async def _post_new_tickets(self, cursor: int) -> tuple[int, float]:
-        """Post tickets created after event `cursor`; returns the new cursor and
-        how long to wait before the next look."""
+    async def _post_new_tickets(self, cursor: int) -> float:
+        """Post tickets created after event `cursor` (advancing the stored
+        cursor); returns how long to wait before the next look."""
         store, replies = self.core.store, self.core.replies
         events = await asyncio.to_thread(
             store.events_after, cursor, action="created", limit=STAFF_BATCH
@@ -665,20 +670,20 @@ class TelegramChannel:
                         rate_limit_args=True,
                     )
                 except RetryAfter as exc:
-                    return cursor, max(self.staff_interval_s, retry_after_seconds(exc))
+                    return max(self.staff_interval_s, retry_after_seconds(exc))
                 except Forbidden as exc:
                     log.error("telegram: cannot post to the staff chat: %s", exc.message)
-                    return cursor, 60.0
+                    return 60.0
                 except BadRequest as exc:
                     # Retrying the same message would fail the same way.
                     log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
                 except (NetworkError, TelegramError) as exc:
                     log.warning("telegram: staff post of %s failed: %s", ticket.id, exc)
-                    return cursor, max(self.staff_interval_s, 10.0)
-            cursor = event.id
-            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(cursor))
-        pause = 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
-        return cursor, pause
+                    return max(self.staff_interval_s, 10.0)
+            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(event.id))
+            if not await asyncio.to_thread(self._staff_lease.hold):
+                return self.staff_interval_s  # another process took over
+        return 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
 
 
 async def _answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:

@@ -45,9 +45,11 @@ class TelegramLimits:
     max_retries: int = 2  # retries of a request answered with 429
     max_concurrent_updates: int = 256
     connection_pool_size: int = 64  # HTTP connections to the Bot API
-    # Requests on the wire at once. httpcore scans its whole queue against
-    # every connection each time a request starts or ends, so letting 100
-    # replies into it at once costs more event-loop time than sending them.
+    # Requests on the wire at once. httpcore scans its queue against every
+    # connection whenever a request starts or ends, so 100 replies let in at
+    # once cost more event-loop time than sending them (bench: 3.7 ms of CPU
+    # per update at 32, 3.0-3.3 at 8). With a real round trip of 100 ms this
+    # still allows ~80 messages/s, well above Telegram's 30/s.
     max_in_flight: int = 8
 
 

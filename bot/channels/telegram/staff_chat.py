@@ -30,6 +30,7 @@ from nlu.entities import mask_personal_data
 log = logging.getLogger("tongxin.telegram")
 
 CURSOR_KEY = "telegram:staff_cursor"
+STAFF_LEASE_KEY = "telegram:staff_lease"
 MAX_FIELD_CHARS = 300
 DONE_STATUSES = frozenset({"resolved", "closed", "cancelled"})
 
@@ -39,10 +40,11 @@ def _field_label(replies: Replies, name: str) -> str:
     return replies.text(key) if key in replies else name
 
 
-def _field_value(value: object) -> str:
-    if isinstance(value, list):
-        text = f"{len(value)}项" if value and not all(isinstance(v, str) for v in value) else ""
-        text = text or "、".join(str(v) for v in value)
+def _field_value(name: str, value: object) -> str:
+    if name == "attachments" and isinstance(value, list):
+        text = f"{len(value)}张图片"  # platform media ids mean nothing to a reader
+    elif isinstance(value, list):
+        text = "、".join(str(v) for v in value)
     elif isinstance(value, dict):
         text = "；".join(f"{k}={v}" for k, v in value.items())
     else:
@@ -55,7 +57,7 @@ def _field_value(value: object) -> str:
 
 def staff_post_text(replies: Replies, ticket: Ticket) -> str:
     lines = [
-        f"  {_field_label(replies, name)}：{_field_value(value)}"
+        f"  {_field_label(replies, name)}：{_field_value(name, value)}"
         for name, value in ticket.fields.items()
         if name != "phone" and value not in (None, "", [], {})
     ]
@@ -109,7 +111,15 @@ class StaffOutcome:
 def apply_staff_press(
     store: Store, replies: Replies, press: StaffPress, *, staff_name: str, staff_id: int
 ) -> StaffOutcome:
-    """Take or resolve the ticket; refusals come back as alerts, nothing raises."""
+    """Take or resolve the ticket; refusals come back as alerts, nothing raises.
+    One transaction, so that two presses (in two server processes) can't both act."""
+    with store.transaction():
+        return _apply(store, replies, press, staff_name=staff_name, staff_id=staff_id)
+
+
+def _apply(
+    store: Store, replies: Replies, press: StaffPress, *, staff_name: str, staff_id: int
+) -> StaffOutcome:
     actor = f"telegram:{staff_id}"
     try:
         ticket = store.get_ticket(press.ticket_id)
@@ -155,3 +165,15 @@ def apply_staff_press(
         log.warning("staff press refused: ticket=%s action=%s: %s", ticket.id, press.action, exc)
         return StaffOutcome(replies.text("telegram.alert.failed", reason=str(exc)), True, ticket)
     return StaffOutcome(replies.text(reply_id, ticket_id=moved.id), False, moved)
+
+
+def read_cursor(store: Store) -> int:
+    """The last ticket event already posted. On the very first start it is the
+    newest event: the staff chat gets new tickets, not the whole history."""
+    with store.transaction():
+        raw = store.kv_get(CURSOR_KEY)
+        if raw is not None and raw.isdigit():
+            return int(raw)
+        cursor = store.last_event_id()
+        store.kv_set(CURSOR_KEY, str(cursor))
+        return cursor

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Core
+from bot.app import Core, build_core
 from bot.channels.telegram import TelegramChannel
 from bot.cli.main import main
 from bot.web import create_app
@@ -160,3 +160,43 @@ def test_event_cursor(tmp_path: Path) -> None:
     assert len(store.events_after(0)) == 3
     assert store.last_event_id() == store.events_after(0)[-1].id
     assert store.events_after(store.last_event_id()) == []
+
+
+@pytest.mark.anyio
+async def test_two_server_processes_deliver_and_post_once(
+    tg_core: Core, tg_settings: Any, nlu_parser: Any, api: Any
+) -> None:
+    # `tongxin serve --workers 2`: two cores (two SQLite connections) on one file.
+    other_core = build_core(tg_settings, parser=nlu_parser, inline_outbox=frozenset())
+    channels = [
+        TelegramChannel(core, outbox_interval_s=0.02, staff_interval_s=0.02)
+        for core in (tg_core, other_core)
+    ]
+    for channel in channels:
+        await channel.start()
+    try:
+        for n in range(5):
+            tg_core.store.enqueue("telegram", str(640000 + n), f"通知{n}", ticket_id=f"TX{n}")
+        ticket, _ = other_core.store.create_ticket(
+            kind="report_issue",
+            department="desk",
+            channel="telegram",
+            user_id="640100",
+            phone=None,
+            fields={"description": "垃圾没人清"},
+        )
+        for _ in range(300):
+            done = len(tg_core.store.list_outbox(status="sent")) == 5
+            posted = [c for c in api.find("sendMessage") if ticket.id in c.params.get("text", "")]
+            if done and posted:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # time for a second (wrong) delivery to show
+    finally:
+        for channel in channels:
+            await channel.stop()
+        other_core.close()
+    for n in range(5):
+        assert len(api.find("sendMessage", chat_id=640000 + n)) == 1
+    posts = [c for c in api.find("sendMessage") if ticket.id in c.params.get("text", "")]
+    assert len(posts) == 1
