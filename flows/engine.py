@@ -43,6 +43,8 @@ _CONFIRM_WORDS = (
     "OK",
     "好",
 )
+_ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
+_CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
 _DIGIT_CHOICE = re.compile(r"^\s*([1-9])\s*[.。、)）]?\s*$")
 
 
@@ -158,11 +160,19 @@ class DialogueEngine:
     ) -> list[Reply]:
         intent = parse.intent.name
         offer, state.offer = state.offer, None
+        offer_text, state.offer_text = state.offer_text, ""
         offered_handoff, state.offered_handoff = state.offered_handoff, False
         if intent == "human_handoff" or (offered_handoff and intent == "affirm"):
             return self._handoff(msg, state, reason=text)
-        if offer and (intent == "affirm" or text in ("申请", "办理", "预约", "报名", "好", "要")):
-            return self._start(self.book.flows[offer], msg, None, state)
+        if offer and offer in self.book.flows:
+            offered = self.book.flows[offer]
+            bare_yes = intent == "affirm" or text.rstrip("。!！ ") in _ACCEPT_WORDS
+            if bare_yes or (intent == offered.intent and not is_question(text)):
+                # "开小吃店想贷五万，利息多少" -> FAQ answer -> "申请": the amount
+                # from the question is not asked again.
+                opening_text = offer_text if bare_yes else f"{offer_text}。{text}"
+                opening = (opening_text, self.parse(opening_text)) if opening_text else None
+                return self._start(offered, msg, opening, state)
         if intent == "ticket_status" or (
             parse.first("ticket_id") is not None and intent not in SERVICE_INTENTS
         ):
@@ -198,7 +208,7 @@ class DialogueEngine:
     def _faq_answer(
         self, text: str, state: ConversationState, *, offer_flow: FlowSpec | None
     ) -> list[Reply]:
-        matches = list(self.faq.search(text, 3))
+        matches = self._faq_search(text)
         if not matches:
             return []
         if self.faq.ambiguous(matches) and len(matches) > 1:
@@ -213,8 +223,25 @@ class DialogueEngine:
         reply = self.r.text("faq.answer", answer=matches[0].answer)
         if offer_flow is not None:
             state.offer = offer_flow.name
+            state.offer_text = text[:500]
             reply += "\n" + self.r.text("faq.offer_form", label=offer_flow.label)
         return [Reply(reply)]
+
+    def _faq_search(self, text: str) -> list[FaqMatchLike]:
+        """Whole message first; then its question clause alone, because a story
+        around the question ("开小吃店想贷五万，利息多少") drowns the FAQ match."""
+        matches = list(self.faq.search(text, 3))
+        if matches:
+            return matches
+        clauses = [c for c in _CLAUSE_SPLIT.split(text) if c.strip()]
+        if len(clauses) < 2:
+            return []
+        for clause in reversed(clauses):
+            if is_question(clause):
+                matches = list(self.faq.search(clause, 3))
+                if matches:
+                    return matches
+        return []
 
     def _pick_choice(self, n: int, state: ConversationState) -> list[Reply]:
         choices, state.choices = state.choices, []
@@ -358,6 +385,8 @@ class DialogueEngine:
         self, slot: SlotSpec, text: str, parse: ParseResult, intent: str
     ) -> SlotValue | None:
         # A bare "好的"/"谢谢" is a dialogue act, not an answer to "what happened".
+        if slot.type in ("text", "place") and text.rstrip("。!！ ") in _ACCEPT_WORDS:
+            return None
         if (
             slot.type in ("text", "place")
             and len(text) <= 4

@@ -26,6 +26,7 @@ class ConversationState:
     form: FormState | None = None
     choices: list[str] = field(default_factory=list)  # FAQ ids offered by number
     offer: str | None = None  # flow offered after an FAQ answer ("回复申请")
+    offer_text: str = ""  # the question that led to the offer: it prefills the form
     offered_handoff: bool = False
     confirming_forget: bool = False
     last_active: str | None = None
@@ -49,6 +50,7 @@ class ConversationState:
                 form=form,
                 choices=[str(c) for c in data.get("choices") or []],
                 offer=data.get("offer"),
+                offer_text=str(data.get("offer_text") or ""),
                 offered_handoff=bool(data.get("offered_handoff", False)),
                 confirming_forget=bool(data.get("confirming_forget", False)),
                 last_active=data.get("last_active"),
