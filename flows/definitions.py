@@ -44,6 +44,7 @@ class FlowSpec:
     start_words: tuple[str, ...]
     slots: tuple[SlotSpec, ...]
     summary: str
+    faq_prefixes: tuple[str, ...] = ()  # FAQ ids preferred for questions asked mid-form
 
     def slot(self, name: str) -> SlotSpec | None:
         return next((s for s in self.slots if s.name == name), None)
@@ -67,6 +68,7 @@ class FlowBook:
     filler_words: tuple[str, ...]
     not_names: frozenset[str] = frozenset()
     forget_words: tuple[str, ...] = ()
+    field_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     by_intent: dict[str, FlowSpec] = field(default_factory=dict)
 
     @classmethod
@@ -92,6 +94,9 @@ class FlowBook:
             filler_words=tuple(sorted(raw_flows.get("filler_words") or (), key=len, reverse=True)),
             not_names=frozenset(raw_flows.get("not_names") or ()),
             forget_words=tuple(raw_flows.get("forget_words") or ()),
+            field_words={
+                str(k): tuple(v or ()) for k, v in (raw_flows.get("field_words") or {}).items()
+            },
             by_intent={f.intent: f for f in flows.values()},
         )
 
@@ -131,6 +136,7 @@ def _flow(name: str, raw: dict[str, Any]) -> FlowSpec:
         start_words=tuple(raw.get("start_words") or ()),
         slots=tuple(_slot(s) for s in raw["slots"]),
         summary=raw["summary"],
+        faq_prefixes=tuple(raw.get("faq_prefixes") or ()),
     )
 
 

@@ -20,11 +20,15 @@ from flows.slots import (
     SlotValue,
     contains_any,
     extract,
+    find_name,
+    from_patterns,
     is_question,
     meaningful_remainder,
+    without_entities,
 )
 from flows.state import ConversationState, FormState
 from flows.store import LOCAL_TZ, Store, Ticket, iso, parse_iso
+from nlu.tokenizer import normalize_text
 from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
 
 DEEPLINK_TTL_S = 24 * 3600
@@ -99,6 +103,7 @@ class DialogueEngine:
     ) -> list[Reply]:
         """One turn. Mutates `state`; the caller saves it in the same transaction."""
         out: list[str] = []
+        self._drop_stale_form(state, out)
         self._expire(state, now, out)
         state.last_active = iso(now)
         if msg.kind == "event":
@@ -110,6 +115,23 @@ class DialogueEngine:
         if out:
             replies = [Reply("\n".join(out)), *replies]
         return replies
+
+    def _drop_stale_form(self, state: ConversationState, out: list[str]) -> None:
+        """An operator may rename a flow or a slot in flows.yml while a user is
+        half-way through it: drop what no longer exists instead of failing."""
+        form = state.form
+        if form is None:
+            return
+        flow = self.book.flows.get(form.flow)
+        if flow is None:
+            state.form = None
+            out.append(self.r.text("form.reset"))
+            return
+        names = {slot.name for slot in flow.slots}
+        form.slots = {k: v for k, v in form.slots.items() if k in names}
+        form.declined = [k for k in form.declined if k in names]
+        if form.asking not in names:
+            form.asking = None
 
     def _expire(self, state: ConversationState, now: datetime, out: list[str]) -> None:
         if state.last_active is None:
@@ -145,8 +167,10 @@ class DialogueEngine:
             state.confirming_forget = True
             return [Reply(self.r.text("forget.confirm"))]
         choice = _DIGIT_CHOICE.match(text)
-        if state.choices and choice and not (state.form and state.form.asking):
+        if state.choices and choice:
             replies = self._pick_choice(int(choice.group(1)), state)
+            if state.form is not None:
+                replies.append(Reply(self._resume(self._flow(state.form), state.form)))
         elif state.form is not None:
             replies = self._form_turn(msg, parse, text, state)
         else:
@@ -178,7 +202,14 @@ class DialogueEngine:
         ):
             return self._status(msg, parse)
         if intent == "affirm" and state.last_submitted:
-            return [Reply(self.r.text("submitted.already", ticket_id=state.last_submitted["ref"]))]
+            last = state.last_submitted
+            flow_done = self.book.flows.get(last.get("flow", ""))
+            reply_id = (
+                "submitted.already_volunteer"
+                if flow_done is not None and flow_done.creates == "volunteer"
+                else "submitted.already"
+            )
+            return [Reply(self.r.text(reply_id, ticket_id=last["ref"]))]
         simple = {
             "greet": "greet",
             "thanks": "thanks",
@@ -206,12 +237,21 @@ class DialogueEngine:
     # -- FAQ ------------------------------------------------------------
 
     def _faq_answer(
-        self, text: str, state: ConversationState, *, offer_flow: FlowSpec | None
+        self,
+        text: str,
+        state: ConversationState,
+        *,
+        offer_flow: FlowSpec | None,
+        prefer: tuple[str, ...] = (),
     ) -> list[Reply]:
         matches = self._faq_search(text)
         if not matches:
             return []
-        if self.faq.ambiguous(matches) and len(matches) > 1:
+        preferred = [m for m in matches if m.id.startswith(prefer)] if prefer else []
+        if preferred:
+            # Inside a loan form "要带什么材料" means the loan's materials.
+            matches = preferred
+        elif self.faq.ambiguous(matches) and len(matches) > 1:
             state.choices = [m.id for m in matches]
             lines = [self.r.text("faq.choose")]
             buttons = []
@@ -323,33 +363,51 @@ class DialogueEngine:
         assert form is not None
         flow = self._flow(form)
         intent = parse.intent.name
+        declining = contains_any(text, self.book.decline_words)
+        optional_open = next(
+            (
+                s
+                for s in flow.slots
+                if s.optional and s.name not in form.slots and s.name not in form.declined
+            ),
+            None,
+        )
+        # "我不想留电话" declines the optional phone; it does not cancel the report.
         if (
+            declining
+            and optional_open is not None
+            and not form.confirming
+            and (form.asking == optional_open.name or parse.first("phone") is None)
+        ):
+            form.declined.append(optional_open.name)
+            form.retries = 0
+            done = self.r.text("form.declined_optional")
+            return [Reply(done + "\n" + self._next_step(flow, form))]
+        if not declining and (
             intent == "cancel"
             or text.rstrip("吧了。!！ ") in _CANCEL_WORDS
             or (contains_any(text, _CANCEL_WORDS) and len(text) <= 8)
         ):
             state.form = None
             return [Reply(self.r.text("form.cancelled", label=flow.label))]
-        if intent == "human_handoff" or (form.offered_handoff and intent == "affirm"):
+        if intent == "human_handoff":
             return self._handoff(msg, state, reason=text)
+        if form.offered_handoff and intent == "affirm":
+            return self._handoff(msg, state, reason=self.r.text("handoff.reason_retries"))
+        if intent == "ticket_status" and parse.first("phone") is None:
+            return [*self._status(msg, parse), Reply(self._resume(flow, form))]
         if form.confirming:
             return self._confirm_turn(msg, parse, text, state, flow, form)
 
-        corrected = self._apply_corrections(flow, form, text, parse)
+        if self._apply_corrections(flow, form, text, parse, require_marker=True):
+            # The message was about an earlier answer, not the question just asked.
+            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
         slot = flow.slot(form.asking or "") or self._missing(flow, form)
         if slot is None:
             return [Reply(self._next_step(flow, form))]
-        if corrected:
-            # The message was about an earlier answer, not the question just asked.
-            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
 
-        if slot.optional and (intent == "deny" or contains_any(text, self.book.decline_words)):
-            form.declined.append(slot.name)
-            form.retries = 0
-            return [
-                Reply(self.r.text("form.declined_optional") + "\n" + self._next_step(flow, form))
-            ]
-
+        # Details given out of order ("幸福小区5栋" when asked for a phone) are kept.
+        others = self._fill_others(flow, form, text, parse, asked=slot)
         found: SlotValue | None = None
         problem: InvalidAnswerError | None = None
         if slot.type in ("phone", "amount", "name"):
@@ -358,9 +416,9 @@ class DialogueEngine:
                 found = self._answer_value(slot, text, parse, intent)
             except InvalidAnswerError as exc:
                 problem = exc
-        if found is None:
+        if found is None and not others:
             if is_question(text):
-                answered = self._faq_answer(text, state, offer_flow=None)
+                answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
                 if answered:
                     return [*answered, Reply(self._resume(flow, form))]
             switched = self._maybe_switch(msg, parse, text, state, flow, slot)
@@ -368,18 +426,66 @@ class DialogueEngine:
                 return switched
             if problem is not None:
                 return [self._reprompt(flow, form, problem.reply_id, **problem.values)]
-            if slot.type not in ("phone", "amount", "name"):
-                found = self._answer_value(slot, text, parse, intent)
-        if found is None:
-            return [self._reprompt(flow, form, slot.invalid or "invalid.text")]
-        form.slots[slot.name] = found.value
+        if found is None and problem is None and slot.type not in ("phone", "amount", "name"):
+            found = self._text_answer(slot, form, text, parse, intent, others)
+        if found is not None:
+            form.slots[slot.name] = found.value
+        if found is None and not others:
+            reply_id = "invalid.text" if slot.type in ("text", "place") else slot.prompt
+            return [self._reprompt(flow, form, reply_id)]
         form.retries = 0
         form.offered_handoff = False
-        # One answer may carry more ("王芳 13912345678"): fill other empty slots too.
-        if found.source != "text":
-            self._prefill(flow, form, text, parse)
-        self._fill_typed(flow, form, text, parse)
         return [Reply(self._next_step(flow, form))]
+
+    def _fill_others(
+        self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult, *, asked: SlotSpec
+    ) -> list[str]:
+        """Fill empty slots other than the one asked from entities and patterns;
+        returns their names."""
+        filled: list[str] = []
+        for slot in flow.slots:
+            if slot is asked or slot.name in form.slots or slot.from_opening:
+                continue
+            try:
+                found = extract(slot, text, parse, self.book, answering=False)
+            except InvalidAnswerError:
+                continue
+            if found is not None:
+                form.slots[slot.name] = found.value
+                filled.append(slot.name)
+        # "王芳 13912345678" or "艾力·买买提" while another question is open.
+        name_slot = flow.slot("name")
+        if name_slot is not None and name_slot is not asked and "name" not in form.slots:
+            rest = without_entities(text, parse)
+            if parse.first("phone") is not None or "·" in rest:
+                name = find_name(rest, self.book, answering=True)
+                if name:
+                    form.slots["name"] = name
+                    filled.append("name")
+        return filled
+
+    def _text_answer(
+        self,
+        slot: SlotSpec,
+        form: FormState,
+        text: str,
+        parse: ParseResult,
+        intent: str,
+        others: list[str],
+    ) -> SlotValue | None:
+        """A free-text answer, minus what other slots took from the same message."""
+        if contains_any(text, self.book.decline_words):
+            return None
+        if slot.from_opening:
+            return self._answer_value(slot, text, parse, intent)
+        rest = without_entities(text, parse)
+        if "name" in others:
+            rest = rest.replace(str(form.slots["name"]), " ").strip(" ，,")
+        if others and slot.patterns and from_patterns(slot, normalize_text(rest)) is None:
+            return None  # the message answered other questions, not this one
+        if not rest:
+            return None
+        return self._answer_value(slot, rest, parse, intent)
 
     def _answer_value(
         self, slot: SlotSpec, text: str, parse: ParseResult, intent: str
@@ -401,17 +507,6 @@ class DialogueEngine:
         ):
             return None
         return extract(slot, text, parse, self.book, answering=True)
-
-    def _fill_typed(self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult) -> None:
-        for slot in flow.slots:
-            if slot.name in form.slots or slot.type not in ("phone", "amount", "name"):
-                continue
-            try:
-                found = extract(slot, text, parse, self.book, answering=False)
-            except InvalidAnswerError:
-                continue
-            if found is not None:
-                form.slots[slot.name] = found.value
 
     def _reprompt(self, flow: FlowSpec, form: FormState, reply_id: str, **values: Any) -> Reply:
         form.retries += 1
@@ -463,22 +558,43 @@ class DialogueEngine:
         return [Reply(lead), *started]
 
     def _apply_corrections(
-        self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult
+        self,
+        flow: FlowSpec,
+        form: FormState,
+        text: str,
+        parse: ParseResult,
+        *,
+        require_marker: bool,
     ) -> bool:
-        if not contains_any(text, self.book.correction_words):
+        """Change earlier answers: "电话写错了，是…", "金额改成八万", "名字写错了，是王建军",
+        "不是楼上邻居，是楼下邻居". At the confirmation a plain new phone, amount or
+        pattern value ("幸福小区5栋") is taken as a correction too."""
+        marked = contains_any(text, self.book.correction_words)
+        if require_marker and not marked:
             return False
+        tail = _after_last_marker(text, self.book.correction_words) if marked else text
         changed = False
         for slot in flow.slots:
             if slot.name not in form.slots or slot.from_opening:
                 continue
-            if slot.type in ("text", "place") and not slot.patterns:
-                continue
-            try:
-                found = extract(slot, text, parse, self.book, answering=False)
-            except InvalidAnswerError:
-                continue
-            if found is not None and found.value != form.slots[slot.name]:
-                form.slots[slot.name] = found.value
+            value: str | int | None = None
+            targeted = contains_any(text, self.book.field_words.get(slot.name, ()))
+            if slot.type in ("phone", "amount"):
+                entities = [e for e in parse.entities if e.entity == slot.type]
+                if entities:
+                    raw = entities[-1].value  # "不是139…，是138…": the last one counts
+                    value = int(raw) if slot.type == "amount" else str(raw)
+                    if slot.type == "amount" and not _in_range(slot, int(raw)):
+                        value = None
+            elif slot.type == "name":
+                if targeted:
+                    value = find_name(tail, self.book, answering=True)
+            elif targeted and marked and len(tail) >= slot.min_chars:
+                value = tail
+            else:
+                value = from_patterns(slot, normalize_text(tail))
+            if value is not None and value != form.slots[slot.name]:
+                form.slots[slot.name] = value
                 changed = True
         return changed
 
@@ -491,7 +607,7 @@ class DialogueEngine:
         flow: FlowSpec,
         form: FormState,
     ) -> list[Reply]:
-        if self._apply_corrections(flow, form, text, parse):
+        if self._apply_corrections(flow, form, text, parse, require_marker=False):
             return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
         intent = parse.intent.name
         plain = text.rstrip("。!！~ ").lower()
@@ -500,7 +616,7 @@ class DialogueEngine:
         if intent == "deny":
             return [Reply(self.r.text("form.what_to_change"))]
         if is_question(text):
-            answered = self._faq_answer(text, state, offer_flow=None)
+            answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
             if answered:
                 return [*answered, Reply(self._resume(flow, form))]
         switched = self._maybe_switch(msg, parse, text, state, flow, flow.slots[0])
@@ -713,3 +829,19 @@ class DialogueEngine:
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _after_last_marker(text: str, markers: tuple[str, ...]) -> str:
+    """ "电话写错了，是138…" -> "138…": what follows the last correction word."""
+    cut = 0
+    for marker in (*markers, "是"):
+        at = text.rfind(marker)
+        if at >= 0:
+            cut = max(cut, at + len(marker))
+    return text[cut:].strip(" ，,。.：:")
+
+
+def _in_range(slot: SlotSpec, amount: int) -> bool:
+    low = slot.min if slot.min is not None else 1
+    high = slot.max if slot.max is not None else 10**12
+    return low <= amount <= high

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from flows.definitions import FlowBook, SlotSpec
+from nlu.tokenizer import normalize_text
 from nlu.types import ParseResult
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -13,12 +14,12 @@ _DIGITS = re.compile(r"[0-9０-９]")
 # A bare answer to "怎么称呼您": a Han name of 2-4 characters, a transliterated
 # name with a middle dot (艾力·买买提), or a Latin-letter name.
 _NAME_CHARS = re.compile(
-    r"^(?:[\u4e00-\u9fa5]{2,4}"
+    r"^(?:[\u4e00-\u9fa5]{2,8}"
     r"|[\u4e00-\u9fa5]{1,8}·[\u4e00-\u9fa5·]{1,16}"
     r"|[A-Za-z][A-Za-z ·.'-]{1,30})$"
 )
 # Characters that turn "我是开馕店的" into something other than a name.
-_NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯")
+_NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯市区路街村楼号栋场门口")
 _QUESTION = re.compile(
     r"[?？]|吗|么$|呢$|多少|几点|几天|几个|哪里|哪儿|哪个|哪些|在哪|什么|啥|怎么|怎样|如何|"
     r"是否|能不能|可不可以|可以吗|有没有|要不要|需不需要|需要什么|收费|多久|多长时间"
@@ -79,6 +80,7 @@ def _acceptable_name(name: str, book: FlowBook) -> bool:
 
 # "我住在幸福小区3号楼" -> "幸福小区3号楼"
 _LEAD_IN = re.compile(r"^(?:我们?家?|咱家?|俺)?(?:住在|就在|是在|位于|在|住)")
+_PRONOUN = re.compile(r"^(?:我们|我家|咱们|咱家|我|俺|咱)")
 # Long free-text answers are searched for the slot's pattern; short ones are kept whole.
 WHOLE_ANSWER_CHARS = 40
 
@@ -89,8 +91,11 @@ def from_patterns(slot: SlotSpec, text: str) -> str | None:
         if match:
             value = (match.groupdict().get("v") or match.group(0)).strip(" ，。,.")
             value = _LEAD_IN.sub("", value)
+            named = _PRONOUN.sub("", value)
+            if len(named) <= 2 and named != value:
+                continue  # "我们小区", "我家门口": too vague to be the place
             if len(value) >= slot.min_chars:
-                return value
+                return named
     return None
 
 
@@ -149,7 +154,8 @@ def extract(
     cleaned = text.strip()
     if answering and len(cleaned) <= WHOLE_ANSWER_CHARS and _plain_answer_ok(slot, cleaned):
         return SlotValue(_LEAD_IN.sub("", cleaned) or cleaned, "text")
-    value = from_patterns(slot, text)
+    # Patterns see the simplified, half-width form: "想貸3萬元用來進貨" works too.
+    value = from_patterns(slot, normalize_text(text))
     if value:
         return SlotValue(value, "pattern")
     if answering and _plain_answer_ok(slot, cleaned):

@@ -161,17 +161,17 @@ class WeChatApi:
     def create_menu(self, menu: dict[str, Any]) -> None:
         self._with_token(lambda: self._client.menu.create(menu))
 
-    def _with_token(self, call: Callable[[], Any]) -> Any:
+    def _with_token(self, call: Callable[[], Any]) -> dict[str, Any]:
         with self._lock:
             used = self.tokens.get()
             try:
-                return self._call(call)
+                return _json_answer(self._call(call))
             except WeChatApiError as exc:
                 if exc.errcode not in TOKEN_ERRCODES:
                     raise
                 log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
             self.tokens.refresh(stale=used)
-            return self._call(call)
+            return _json_answer(self._call(call))
 
     @staticmethod
     def _call(call: Callable[[], Any]) -> Any:
@@ -186,3 +186,11 @@ class WeChatApi:
             raise WeChatNetworkError(type(exc).__name__) from exc
         except ValueError as exc:  # a 200 answer that is not JSON
             raise WeChatNetworkError(f"bad answer: {exc}") from exc
+
+
+def _json_answer(result: Any) -> dict[str, Any]:
+    """wechatpy hands back the raw response when a 200 answer is not JSON (a
+    proxy's error page); that is no proof the message went out."""
+    if not isinstance(result, dict):
+        raise WeChatNetworkError("answer is not WeChat's JSON")
+    return result

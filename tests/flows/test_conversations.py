@@ -328,3 +328,89 @@ def test_question_with_a_story_is_answered_and_the_story_prefills_the_form(chat:
     state = chat.core.store.load_conversation("test", "u1")
     assert state and state["form"]["slots"]["amount"] == 50000
     assert "多少钱" not in chat.say("申请")  # "申请" is not taken as the purpose either
+
+
+def test_refusing_the_optional_phone_does_not_cancel_the_report(chat: Chat) -> None:
+    chat.say("垃圾桶满了没人清，幸福小区东门")
+    assert "不留也可以" in chat.say("我不想留电话")
+    chat.say("确认")
+    [ticket] = tickets(chat.core, "report_issue")
+    assert ticket.phone is None and ticket.fields["place"] == "幸福小区东门"
+
+
+def test_street_light_is_not_a_place(chat: Chat) -> None:
+    reply = chat.say("我家门口的路灯坏了一个星期了")
+    assert "什么位置" in reply  # the bot still asks where
+    chat.say("阳光小区3栋")
+    chat.say("不留")
+    chat.say("确认")
+    [ticket] = tickets(chat.core, "report_issue")
+    assert ticket.fields["place"] == "阳光小区3栋"
+
+
+def test_details_given_out_of_order_are_kept(chat: Chat) -> None:
+    chat.say("我想当志愿者")
+    reply = chat.say("王芳13912345678")  # asked for the skill, got name and phone
+    assert "哪类志愿服务" in reply
+    chat.say("理发")
+    chat.say("周末上午")
+    chat.say("确认")
+    [volunteer] = chat.core.store.list_volunteers()
+    assert (volunteer.name, volunteer.phone, volunteer.team) == ("王芳", "13912345678", "理发")
+
+
+def test_corrections_by_field_name_and_by_contrast(chat: Chat) -> None:
+    chat.say("我想申请调解")
+    chat.say("隔壁卖布的老板")
+    chat.say("二道桥市场")
+    chat.say("他占了我的摊位")
+    chat.say("古丽")
+    chat.say("13899990000")
+    assert "古丽娜" in chat.say("名字写错了，是古丽娜")
+    assert "对面卖鞋的老板" in chat.say("不是隔壁卖布的老板，是对面卖鞋的老板")
+    assert "阳光小区5号楼" in chat.say("地点写错了，是阳光小区5号楼")
+    chat.say("确认")
+    [ticket] = tickets(chat.core)
+    assert ticket.fields["name"] == "古丽娜"
+    assert ticket.fields["other_party"] == "对面卖鞋的老板"
+    assert ticket.fields["place"] == "阳光小区5号楼"
+
+
+def test_amount_reprompt_names_the_range_and_long_names_are_taken(chat: Chat) -> None:
+    chat.say("我想贷款")
+    chat.say("开馕店的")
+    reply = chat.say("好多钱")
+    assert "{" not in reply and "多少钱" in reply
+    chat.say("3万")
+    chat.say("进货")
+    chat.say("阿不都热合曼")
+    chat.say("13512345678")
+    chat.say("确认")
+    [ticket] = tickets(chat.core, "microloan")
+    assert ticket.fields["name"] == "阿不都热合曼" and ticket.fields["amount"] == 30000
+
+
+def test_traditional_characters_fill_the_form(chat: Chat) -> None:
+    chat.say("我開饢店，想貸3萬元用來進貨")
+    state = chat.core.store.load_conversation("test", "u1")
+    assert state and state["form"]["slots"]["amount"] == 30000
+    assert "进货" in state["form"]["slots"]["purpose"]
+
+
+def test_status_question_mid_form_lists_tickets_and_resumes(chat: Chat) -> None:
+    chat.say("我叫王芳，电话13912345678，住幸福小区3号楼，楼上邻居天天半夜吵，想申请调解")
+    chat.say("确认")
+    chat.say("我想贷款")
+    reply = chat.say("我之前的申请有进展吗")
+    assert tickets(chat.core)[0].id in reply and "我们继续刚才的红色信贷预申请" in reply
+
+
+def test_a_form_whose_flow_was_renamed_is_dropped_not_fatal(chat: Chat) -> None:
+    chat.say("我想贷款")
+    raw = chat.core.store.load_conversation("test", "u1")
+    assert raw is not None
+    raw["form"]["flow"] = "old_loan"
+    chat.core.store.save_conversation("test", "u1", raw, 1)
+    reply = chat.say("取消")
+    assert "重新填写" in reply and "系统刚才出了点问题" not in reply
+    assert "红色信贷" in chat.say("我想申请红色信贷")

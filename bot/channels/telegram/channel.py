@@ -54,8 +54,9 @@ from telegram.ext import (
 )
 
 from bot.app import Core
+from bot.channels.body import read_limited_body
+from bot.channels.outbox import Backoff, StoreLease
 from bot.channels.telegram.callbacks import CallbackDataError, CallbackSigner, StaffPress
-from bot.channels.telegram.lease import StoreLease
 from bot.channels.telegram.limits import (
     FloodLimiter,
     PerChatUpdateProcessor,
@@ -98,7 +99,9 @@ MAX_UPDATE_BYTES = 1 << 20  # updates are a few KB; anything this big is not Tel
 STATUS_MENU_KEY = "ticket_status"  # data/flows.yml menu action that lists a user's tickets
 CANCEL_TEXT = "取消"
 OUTBOX_BATCH = 50
-OUTBOX_MAX_ATTEMPTS = 8  # network failures before a notification is given up (staff see it)
+# Network failures: retried after 15 s, doubling up to an hour; given up after
+# 8 tries (staff see the row).
+OUTBOX_BACKOFF = Backoff(first_s=15.0, max_s=3600.0, max_attempts=8)
 STAFF_BATCH = 20
 OUTBOX_LEASE_KEY = "telegram:outbox_lease"
 
@@ -268,7 +271,9 @@ class TelegramChannel:
         try:
             await app.bot.set_my_commands(bot_commands(self.core.replies))
         except TelegramError as exc:
-            log.warning("telegram: setMyCommands failed (%s); the menu stays as it was", exc)
+            log.warning(
+                "telegram: setMyCommands failed (%s); the menu stays as it was", _error_text(exc)
+            )
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
         if self.staff_chat_id is not None:
             # Before start() returns, so that no ticket created from now on is missed.
@@ -293,12 +298,19 @@ class TelegramChannel:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass  # what stop() asked for
+            except Exception:
+                log.exception("telegram: background task %s had failed", task.get_name())
         self._tasks.clear()
         for lease in (self._outbox_lease, self._staff_lease):
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.to_thread(lease.release)
+            except Exception:
+                # It expires by itself (ttl); another process takes over then.
+                log.warning("telegram: could not release %s", lease.key, exc_info=True)
         app = self._app
         if app is None:
             return
@@ -306,8 +318,10 @@ class TelegramChannel:
             await app.updater.stop()
         if app.running:
             await app.stop()  # handles what is already queued first
-        with contextlib.suppress(Exception):
+        try:
             await app.shutdown()
+        except Exception:
+            log.warning("telegram: the Application did not shut down cleanly", exc_info=True)
         if self._dialogue is not None:
             self._dialogue.shutdown(wait=False)
 
@@ -330,7 +344,7 @@ class TelegramChannel:
         app = self._app
         if app is None or not app.running:
             return Response(status_code=503)  # Telegram retries later
-        body = await _read_limited(request, MAX_UPDATE_BYTES)
+        body = await read_limited_body(request, MAX_UPDATE_BYTES)
         if body is None:
             return Response(status_code=413)
         try:
@@ -450,8 +464,10 @@ class TelegramChannel:
         )
         if shown is not None:
             # A choice is made once; the buttons go so that it can't be pressed again.
-            with contextlib.suppress(TelegramError):
+            try:
                 await shown.edit_reply_markup(reply_markup=None)
+            except TelegramError as exc:
+                log.info("telegram: could not remove answered buttons: %s", _error_text(exc))
         replies_out = await self._turn(incoming)
         reply_to = shown.message_id if shown is not None and is_group(chat) else None
         await self._send_replies(chat_id, query.from_user.id, replies_out, reply_to=reply_to)
@@ -475,10 +491,13 @@ class TelegramChannel:
         )
         await _answer(query, outcome.text, alert=outcome.alert)
         if outcome.ticket is not None and isinstance(query.message, Message):
-            with contextlib.suppress(BadRequest):  # "message is not modified"
+            try:
                 await query.message.edit_reply_markup(
                     reply_markup=staff_keyboard(self.signer, replies, outcome.ticket)
                 )
+            except BadRequest as exc:
+                # Usually "message is not modified" (a second press); the ticket moved anyway.
+                log.info("telegram: staff keyboard not updated: %s", _error_text(exc))
         if not outcome.alert and self._outbox_wake is not None:
             self._outbox_wake.set()  # the user's notification is waiting in the outbox
 
@@ -552,7 +571,11 @@ class TelegramChannel:
             except (RetryAfter, NetworkError) as exc:
                 # The turn is saved already; what could not go out now goes
                 # through the outbox (text only) instead of being lost.
-                log.warning("telegram: reply to chat %s deferred to the outbox: %s", chat_id, exc)
+                log.warning(
+                    "telegram: reply to chat %s deferred to the outbox: %s",
+                    chat_id,
+                    _error_text(exc),
+                )
                 for rest in rendered[i:]:
                     await asyncio.to_thread(
                         self.core.store.enqueue,
@@ -624,10 +647,11 @@ class TelegramChannel:
                 store.mark_outbox_failed, item.id, f"400 {exc.message}", retry_in_s=None
             )
         except (NetworkError, TelegramError) as exc:
-            final = item.attempts + 1 >= OUTBOX_MAX_ATTEMPTS
-            backoff = None if final else min(3600.0, 15.0 * 2**item.attempts)
             await asyncio.to_thread(
-                store.mark_outbox_failed, item.id, _error_text(exc), retry_in_s=backoff
+                store.mark_outbox_failed,
+                item.id,
+                _error_text(exc),
+                retry_in_s=OUTBOX_BACKOFF.retry_in(item.attempts),
             )
         else:
             await asyncio.to_thread(store.mark_outbox_sent, item.id)
@@ -678,7 +702,9 @@ class TelegramChannel:
                     # Retrying the same message would fail the same way.
                     log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
                 except (NetworkError, TelegramError) as exc:
-                    log.warning("telegram: staff post of %s failed: %s", ticket.id, exc)
+                    log.warning(
+                        "telegram: staff post of %s failed: %s", ticket.id, _error_text(exc)
+                    )
                     return max(self.staff_interval_s, 10.0)
             await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(event.id))
             if not await asyncio.to_thread(self._staff_lease.hold):
@@ -706,17 +732,3 @@ def _log_boot_failure(exc: TelegramError) -> None:
         "telegram: Bot API not usable yet (%s); retrying in the background",
         _error_text(exc),
     )
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -26,8 +26,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.channels.body import read_limited_body
+from bot.channels.outbox import Backoff
 from bot.channels.wechat.crypto import SafeModeCrypto
-from bot.channels.wechat.delivery import Backoff, OutboxWorker
+from bot.channels.wechat.delivery import OutboxWorker
 from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
 from bot.channels.wechat.security import (
     RequestRejectedError,
@@ -204,7 +206,9 @@ class WeChatChannel:
                     verify_fresh(q.get("timestamp"), now=self.clock)
             else:
                 self._check_url(request)
-            body = await _read_body(request)
+            body = await read_limited_body(request, MAX_BODY_BYTES)
+            if body is None:
+                raise BodyTooLargeError("body over 64 KB")
             if encrypted and self.crypto is not None:
                 body = self.crypto.open(
                     body,
@@ -325,17 +329,3 @@ class WeChatChannel:
 
 def _success() -> Response:
     return PlainTextResponse("success")
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise BodyTooLargeError("body over 64 KB")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLargeError("body over 64 KB")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -9,7 +9,8 @@ WeChat's answer decides what happens to a row:
   retried later with exponential back-off, given up after `max_attempts`.
 
 Several processes may run a worker on the same database; a lease in the store's
-key/value table lets only one of them deliver at a time, so no row goes twice.
+key/value table (`bot.channels.outbox.StoreLease`), renewed before every row,
+lets only one of them deliver at a time, so no row goes twice.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.channels.outbox import Backoff, StoreLease
 from bot.channels.wechat.render import MAX_TEXT_BYTES, split_text
+from bot.channels.wechat.translate import CHANNEL
 from bot.channels.wechat_api import WeChatApiError, WeChatNetworkError
 from flows.store import OutboxItem, Store
 
 log = logging.getLogger("tongxin.wechat.outbox")
 
-CHANNEL = "wechat"
 LEASE_KEY = "wechat:outbox_lease"
 
 # errcode -> what staff read on the failed row.
@@ -54,16 +56,6 @@ class DeliveryReport:
     retrying: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    first_s: float = 5.0
-    max_s: float = 600.0
-    max_attempts: int = 12
-
-    def delay(self, attempts_so_far: int) -> float:
-        return min(self.max_s, self.first_s * 2 ** max(0, attempts_so_far))
-
-
 class OutboxWorker:
     def __init__(
         self,
@@ -79,32 +71,25 @@ class OutboxWorker:
         self.sender = sender
         self.backoff = backoff or Backoff()
         self.batch = batch
-        self.lease_s = lease_s
-        self.owner = owner or uuid.uuid4().hex
+        self.lease = StoreLease(store, LEASE_KEY, ttl_s=lease_s, owner=owner or uuid.uuid4().hex)
 
     # -- one pass (blocking; run it in a thread) --------------------------
 
     def deliver_due(self) -> DeliveryReport:
         report = DeliveryReport()
-        if not self._take_lease():
+        if not self.lease.hold():
             return report
         for item in self.store.due_outbox(CHANNEL, limit=self.batch):
+            # Renewed per row: each send may take the API timeout, and a batch
+            # must not outlast the lease while another process takes its rows.
+            if not self.lease.hold():
+                break
             if not self._deliver(item, report):
                 break  # WeChat unreachable: the other rows wait for the next pass
         return report
 
-    def _take_lease(self) -> bool:
-        with self.store.transaction():
-            holder = self.store.kv_get(LEASE_KEY)
-            if holder not in (None, self.owner):
-                return False
-            self.store.kv_set(LEASE_KEY, self.owner, ttl_s=self.lease_s)
-            return True
-
     def release(self) -> None:
-        with self.store.transaction():
-            if self.store.kv_get(LEASE_KEY) == self.owner:
-                self.store.kv_delete(LEASE_KEY)
+        self.lease.release()
 
     def _deliver(self, item: OutboxItem, report: DeliveryReport) -> bool:
         """Send one row and record the outcome; False when WeChat is unreachable."""
@@ -129,12 +114,12 @@ class OutboxWorker:
         return True
 
     def _retry(self, item: OutboxItem, error: str, report: DeliveryReport) -> None:
-        if item.attempts + 1 >= self.backoff.max_attempts:
+        delay = self.backoff.retry_in(item.attempts)
+        if delay is None:
             final = f"gave up after {item.attempts + 1} attempts; last: {error}"
             self.store.mark_outbox_failed(item.id, final[:300], retry_in_s=None)
             report.failed.append(item.id)
             return
-        delay = self.backoff.delay(item.attempts)
         self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=delay)
         report.retrying.append(item.id)
         log.info("outbox %s: %s; retrying in %.0f s", item.id, error, delay)

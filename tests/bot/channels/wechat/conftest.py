@@ -22,8 +22,8 @@ import pytest
 from wechatpy.crypto import WeChatCrypto
 
 from bot.app import Core, build_core
+from bot.channels.outbox import Backoff
 from bot.channels.wechat import WeChatChannel
-from bot.channels.wechat.delivery import Backoff
 from bot.channels.wechat.security import wechat_signature
 from bot.settings import Settings
 from bot.web import create_app
@@ -60,6 +60,7 @@ class FakeWeChatApi:
         self.menus: list[dict[str, Any]] = []
         self.send_script: deque[int] = deque()
         self.delay_s = 0.0
+        self.html_answers = 0  # next custom-send answers: a proxy's 200 HTML page
         self.lock = threading.Lock()
         fake = self
 
@@ -116,10 +117,20 @@ class FakeWeChatApi:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         with self.lock:
-            answer = self._answer(method, parsed.path, query, body)
-        data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+            html = self.html_answers > 0 and parsed.path == "/cgi-bin/message/custom/send"
+            if html:
+                self.html_answers -= 1
+                answer: Any = None
+            else:
+                answer = self._answer(method, parsed.path, query, body)
+        if html:
+            data = b"<html><body>502 Bad Gateway</body></html>"
+            content_type = "text/html"
+        else:
+            data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+            content_type = "application/json; encoding=utf-8"
         handler.send_response(200)
-        handler.send_header("Content-Type", "application/json; encoding=utf-8")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels.wechat.delivery import Backoff, OutboxWorker
+from bot.channels.outbox import Backoff
+from bot.channels.wechat.delivery import OutboxWorker
 from bot.channels.wechat_api import (
     SharedTokenCache,
     WeChatApi,
@@ -198,6 +199,17 @@ def test_system_busy_is_retried_later(store: Store, fake_api) -> None:
     assert worker.deliver_due().retrying
     assert worker.deliver_due().sent
     assert fake_api.texts_to(USER) == ["稍后"]
+
+
+def test_a_200_answer_that_is_not_json_is_not_counted_as_sent(store: Store, fake_api) -> None:
+    store.enqueue("wechat", USER, "您的工单已受理")
+    fake_api.html_answers = 1
+    worker = worker_for(store, api_for(store, fake_api.url), backoff=Backoff(0, 0, 5))
+    assert worker.deliver_due().retrying
+    (item,) = store.list_outbox()
+    assert item.status == "pending" and "not WeChat's JSON" in (item.last_error or "")
+    assert worker.deliver_due().sent == [item.id]
+    assert fake_api.texts_to(USER) == ["您的工单已受理"]
 
 
 def test_only_one_worker_delivers_at_a_time(db: Path, fake_api) -> None:
