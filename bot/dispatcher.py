@@ -16,7 +16,7 @@ from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.state import STATE_VERSION, ConversationState
 from flows.store import Store, utcnow
-from nlu.entities import mask_personal_data
+from nlu.entities import extract_id_numbers, mask_personal_data
 from nlu.types import FALLBACK_INTENT, IntentScore, ParseResult
 
 log = logging.getLogger("tongxin.dispatcher")
@@ -111,15 +111,26 @@ class Dispatcher:
             return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None)
 
     def _turn(self, msg: IncomingMessage) -> Turn:
+        dedupe_key = f"{msg.channel}:{msg.message_id}" if msg.message_id else None
+        if dedupe_key:
+            # A platform retry of a finished turn costs no parse.
+            stored = self.store.processed_reply(dedupe_key)
+            if stored is not None:
+                return Turn(replies_from_json(stored), _empty_parse(""), None)
         raw = clean_text(msg.text or "")
         truncated = len(raw) > MAX_TEXT_CHARS
         raw = raw[:MAX_TEXT_CHARS]
-        parse = self._parse(raw) if msg.kind == "text" else _empty_parse(raw)
-        # ID numbers are masked before anything is stored; the parse keeps the
-        # (already masked) entity so the dialogue can tell the user.
+        # ID numbers are masked before anything else sees the text: the NLU (and
+        # a remote Rasa server), the store, the logs. The masked entity is kept
+        # so that the dialogue can tell the user.
         safe_text = mask_personal_data(raw)
+        parse = self._parse(safe_text) if msg.kind == "text" else _empty_parse(safe_text)
+        ids = extract_id_numbers(raw)
+        if ids:
+            parse = dataclasses.replace(
+                parse, entities=tuple(sorted((*parse.entities, *ids), key=lambda e: e.start))
+            )
         msg = dataclasses.replace(msg, text=safe_text)
-        dedupe_key = f"{msg.channel}:{msg.message_id}" if msg.message_id else None
         key = conversation_key(msg)
         with self.store.transaction():
             if dedupe_key:

@@ -156,7 +156,8 @@ class TelegramChannel:
         inline_turns: bool | None = None,
     ) -> None:
         """`inline_turns`: run dialogue turns in the event loop (None: yes unless
-        the NLU asks a Rasa server, whose network wait must not stall the loop).
+        the NLU asks a Rasa server, whose network wait must not stall the loop,
+        or WeChat shares the loop).
         A local turn is ~0.5 ms of CPU; handing it to a thread and back costs
         more than that under load (bench/telegram_bench.py: 2.5 against 3.2 ms
         of CPU per update, p99 60 against 500 ms at 300 updates/s)."""
@@ -171,8 +172,11 @@ class TelegramChannel:
         self.staff_user_ids = settings.staff_user_ids
         self.outbox_interval_s = outbox_interval_s
         self.staff_interval_s = staff_interval_s
+        # WeChat's 4-second budget shares the loop: never stall it on our store.
         self.inline_turns = (
-            inline_turns if inline_turns is not None else settings.nlu.rasa_url is None
+            inline_turns
+            if inline_turns is not None
+            else settings.nlu.rasa_url is None and not settings.wechat_token
         )
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._me: BotIdentity | None = None
