@@ -66,17 +66,18 @@ class Settings:
                     raise SettingsError(
                         f"TONGXIN_STAFF_USER_IDS must be comma-separated numbers, got {part!r}"
                     ) from exc
+        idle = _float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0)
+        if not 0 < idle < float("inf"):
+            raise SettingsError(f"TONGXIN_FORM_IDLE_MINUTES must be above 0, got {idle}")
         try:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
             raise SettingsError(str(exc)) from exc
         return cls(
-            db_path=Path(db)
-            if db
-            else (Path(env["TONGXIN_DB"]) if opt("TONGXIN_DB") else default_db_path()),
+            db_path=Path(db) if db else _db_from_env(env),
             data_dir=data_dir_from_env(env),
             nlu=nlu,
-            form_idle_minutes=_float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0),
+            form_idle_minutes=idle,
             wechat_token=opt("TONGXIN_WECHAT_TOKEN"),
             wechat_appid=opt("TONGXIN_WECHAT_APPID"),
             wechat_secret=opt("TONGXIN_WECHAT_SECRET"),

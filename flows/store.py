@@ -437,9 +437,11 @@ class Store:
 
     # -- tickets --------------------------------------------------------
 
-    def _next_ticket_id(self, now: datetime) -> str:
+    def _next_daily_id(self, prefix: str, now: datetime) -> str:
+        """`TX261126-0042`: a prefix, the local date and that day's sequence.
+        Call inside a write transaction."""
         day = now.astimezone(LOCAL_TZ).strftime("%y%m%d")
-        name = f"ticket:{day}"
+        name = f"{prefix}:{day}"
         self._exec(
             "INSERT INTO sequences(name, value) VALUES (?, 1) "
             "ON CONFLICT(name) DO UPDATE SET value = value + 1",
@@ -447,7 +449,7 @@ class Store:
         )
         row = self._one("SELECT value FROM sequences WHERE name = ?", (name,))
         assert row is not None
-        return f"TX{day}-{int(row['value']):04d}"
+        return f"{prefix}{day}-{int(row['value']):04d}"
 
     def create_ticket(
         self,
@@ -469,7 +471,7 @@ class Store:
                 if row:
                     return _ticket_from_row(row), False
             now = utcnow()
-            ticket_id = self._next_ticket_id(now)
+            ticket_id = self._next_daily_id("TX", now)
             stamp = iso(now)
             self._exec(
                 "INSERT INTO tickets(id, kind, status, department, channel, user_id, phone, "
@@ -648,16 +650,7 @@ class Store:
                 if row:
                     return _volunteer_from_row(row), False
             now = utcnow()
-            day = now.astimezone(LOCAL_TZ).strftime("%y%m%d")
-            name_seq = f"volunteer:{day}"
-            self._exec(
-                "INSERT INTO sequences(name, value) VALUES (?, 1) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                (name_seq,),
-            )
-            seq = self._one("SELECT value FROM sequences WHERE name = ?", (name_seq,))
-            assert seq is not None
-            vid = f"VT{day}-{int(seq['value']):04d}"
+            vid = self._next_daily_id("VT", now)
             self._exec(
                 "INSERT INTO volunteers(id, name, phone, team, skill, availability, channel, "
                 "user_id, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

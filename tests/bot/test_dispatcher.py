@@ -86,3 +86,20 @@ def test_a_retry_is_answered_from_the_store_without_a_second_turn(
     assert one == two
     assert len(core.store.message_log("wechat", "o1")) == 2  # one in, one out: handled once
     core.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_bad_idle_timeout_is_refused(value: str) -> None:
+    from bot.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="TONGXIN_FORM_IDLE_MINUTES"):
+        Settings.from_env({"TONGXIN_FORM_IDLE_MINUTES": value})
+
+
+def test_settings_read_the_environment() -> None:
+    settings = Settings.from_env(
+        {"TONGXIN_DB": " /tmp/x.db ", "TONGXIN_STAFF_USER_IDS": "1, 2", "TONGXIN_WECHAT_TOKEN": "t"}
+    )
+    assert settings.db_path == Path("/tmp/x.db")
+    assert settings.staff_user_ids == frozenset({1, 2})
+    assert settings.wechat_token == "t" and settings.telegram_token is None
