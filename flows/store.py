@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+if sys.platform != "win32":
+    import fcntl
+else:  # pragma: no cover - Windows has no flock(); SQLite's busy handler still serialises
+    fcntl = None
 
 import sqlite_utils
 
@@ -361,6 +367,11 @@ class Store:
         )
         conn.row_factory = sqlite3.Row
         self._conn = conn
+        self._lock_file: IO[str] | None = None
+        if fcntl is not None and str(path) != ":memory:":
+            self._lock_file = open(  # noqa: SIM115 - held for the store's lifetime
+                self.path.with_name(self.path.name + ".lock"), "a", encoding="utf-8"
+            )
         self._lock = threading.RLock()
         self._depth = 0
         self.db = sqlite_utils.Database(conn)
@@ -377,6 +388,8 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the main file and truncate it, so that old page
@@ -396,19 +409,39 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
+            with self._writer_turn():
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield
+                except BaseException:
+                    self._depth = 0
+                    self._conn.execute("ROLLBACK")
+                    raise
                 self._depth = 0
-                self._conn.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self._conn.execute("COMMIT")
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Writers of all processes queue on a lock file before SQLite's own
+        write lock. SQLite's busy handler polls with sleeps of up to 100 ms, which
+        shows as a long tail when several server processes share the file; a
+        blocked flock() wakes as soon as the holder lets go."""
+        if self._lock_file is None:
+            yield
+            return
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
     def _exec(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
         with self._lock:
+            if self._depth == 0 and not sql.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA")):
+                # A lone write is a transaction of its own, queued like the others.
+                with self.transaction():
+                    return self._conn.execute(sql, params)
             return self._conn.execute(sql, params)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
