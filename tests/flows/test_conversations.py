@@ -414,3 +414,13 @@ def test_a_form_whose_flow_was_renamed_is_dropped_not_fatal(chat: Chat) -> None:
     reply = chat.say("取消")
     assert "重新填写" in reply and "系统刚才出了点问题" not in reply
     assert "红色信贷" in chat.say("我想申请红色信贷")
+
+
+def test_close_faq_entries_are_offered_by_number(chat: Chat) -> None:
+    offered = chat.send(IncomingMessage(channel="test", user_id="u1", text="怎么申请"))
+    assert "回复序号" in offered[0].text
+    labels = [b.label for b in offered[0].buttons]
+    assert len(labels) >= 2 and labels[1].startswith("2. ")
+    chosen = chat.core.faq.get(chat.core.store.load_conversation("test", "u1")["choices"][1])  # type: ignore[index]
+    assert chosen is not None
+    assert chat.say("2") == chosen.answer
