@@ -4,7 +4,7 @@ The same code runs at training time (inside scikit-learn's vectoriser) and at
 inference time (in the numpy scorer), so the two can never drift apart.
 
 Feature groups, each prefixed so they never collide:
-  c:  character 1..3-grams inside runs of non-punctuation, padded with spaces
+  c:  character 1..2-grams inside runs of non-punctuation, padded with spaces
       like scikit-learn's `char_wb` (robust to typos, homophones, no spaces)
   w:  jieba words (b: word bigrams, off by default)
   syn: a synonym from the data (红贷 -> 红色信贷) was mentioned
@@ -32,7 +32,9 @@ _DIGIT = re.compile(r"\d")
 @dataclass(frozen=True)
 class FeatureConfig:
     char_min: int = 1
-    char_max: int = 3
+    # 10-fold CV macro-F1 (mean of 2 fold orders): 1..2-grams 0.917, 1..3 0.909,
+    # 1..4 0.904. Longer grams mostly repeat jieba's words and split the weight.
+    char_max: int = 2
     # Bigrams of jieba words cost 0.006 CV macro-F1 here (too sparse for the data).
     word_bigrams: bool = False
     # Long rambling messages are classified on their first N characters; the
