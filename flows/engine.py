@@ -255,7 +255,8 @@ class DialogueEngine:
         if offer_flow is not None:
             state.offer = offer_flow.name
             state.offer_text = text[:500]
-            reply += "\n" + self.r.text("faq.offer_form", label=offer_flow.label)
+            if "回复“" not in reply:  # the answer may already say how to apply
+                reply += "\n" + self.r.text("faq.offer_form", label=offer_flow.label)
         return [Reply(reply)]
 
     def _faq_search(self, text: str) -> list[FaqMatchLike]:

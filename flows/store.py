@@ -375,7 +375,10 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self.db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA journal_mode=WAL")
+        # Two processes opening a new file at once both switch it to WAL; SQLite
+        # may answer one of them "locked" at once, so take turns here too.
+        with self._writer_turn():
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         # Erased personal data must not linger in free pages of the file (PIPL);

@@ -323,7 +323,7 @@ def test_user_can_erase_their_personal_data(chat: Chat) -> None:
 
 def test_question_with_a_story_is_answered_and_the_story_prefills_the_form(chat: Chat) -> None:
     reply = chat.say("开小吃店想贷五万块钱，利息多少")
-    assert "利率" in reply and "回复“申请”" in reply
+    assert "利率" in reply and "回复“申请" in reply
     assert "用来做什么" in chat.say("申请")  # business and amount came from the question
     state = chat.core.store.load_conversation("test", "u1")
     assert state and state["form"]["slots"]["amount"] == 50000
