@@ -110,9 +110,6 @@ class Facts:
     def get(self, name: str) -> Fact | None:
         return self.by_name.get(name)
 
-    def placeholders(self) -> list[Fact]:
-        return [f for f in self.by_name.values() if not f.known]
-
 
 @dataclass(frozen=True)
 class FaqBase:

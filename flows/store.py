@@ -20,14 +20,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import sqlite_utils
+
 if sys.platform != "win32":
     import fcntl
 else:  # pragma: no cover - Windows has no flock(); SQLite's busy handler still serialises
     fcntl = None
-
-import sqlite_utils
-
-SCHEMA_VERSION = 1
 
 # Ticket ids are read out on the phone, so they carry the local (China) date
 # and a short daily sequence: TX261126-0042.

@@ -128,9 +128,6 @@ class Parser:
             return fallback
         return top
 
-    def parse_dict(self, text: str) -> dict[str, Any]:
-        return self.parse(text).to_dict()
-
 
 def _merge_entities(ours: Sequence[Entity], theirs: Sequence[Entity]) -> list[Entity]:
     merged = list(ours)

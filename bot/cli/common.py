@@ -51,6 +51,25 @@ def add_command(
     return parser
 
 
+def add_group(sub: Any, name: str, help_text: str, description: str, example: str) -> Any:
+    """A command group (`tongxin tickets ...`): prints its help when called
+    without an action; returns the subparsers to add the actions to."""
+    group: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    def show_help(_args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(handler=show_help)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
 def read_stdin_lines() -> list[str]:
     """Read stdin as UTF-8 lines; invalid bytes become U+FFFD so one bad line can't stop a batch."""
     data = sys.stdin.buffer.read()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.cli.common import CliError, add_command, read_stdin_lines
+from bot.cli.common import CliError, add_command, add_group, read_stdin_lines
 
 if TYPE_CHECKING:
     from flows.faq import FaqBase
@@ -21,15 +21,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    fsub = add_group(
+        sub,
         "faq",
-        help="ask the FAQ base, list its entries",
-        description="The FAQ base in data/faq/ (with district facts from data/facts.yml).",
-        epilog="example:\n  echo 红色信贷利息多少 | tongxin faq ask",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "ask the FAQ base, list its entries",
+        "The FAQ base in data/faq/ (with district facts from data/facts.yml).",
+        "echo 红色信贷利息多少 | tongxin faq ask",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    fsub = group.add_subparsers(dest="faq_command", metavar="ACTION")
 
     ask = add_command(
         fsub,
@@ -61,11 +59,6 @@ def register(sub: Any) -> None:
     lst.add_argument("--json", action="store_true", help="print a JSON array")
     _add_data_dir(lst)
     lst.set_defaults(handler=cmd_list)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:

@@ -17,21 +17,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.cli.common import CliError, add_command
+from bot.cli.common import CliError, add_command, add_group
 
 if TYPE_CHECKING:
     from nlu.settings import NluSettings
 
 
 def register(sub: Any) -> None:
-    group = add_command(
+    nsub = add_group(
         sub,
         "nlu",
+        "train, parse, test and export the NLU model",
         "Understand messages: train, parse, test and export the intent/entity model.",
         'tongxin nlu parse "开小吃店想贷五万块钱，利息多少"',
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    nsub = group.add_subparsers(dest="nlu_command", metavar="ACTION")
 
     train = add_command(
         nsub,
@@ -90,11 +89,6 @@ def register(sub: Any) -> None:
     _add_data_option(export, "training data file or directory (repeatable)")
     _add_threshold_options(export)
     export.set_defaults(handler=cmd_export)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _add_data_option(parser: argparse.ArgumentParser, help_text: str, flag: str = "--data") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.common import CliError, add_command
+from bot.cli.common import CliError, add_command, add_group
 from bot.cli.store_access import open_store, print_json
 
 OUTBOX_STATUSES = ("pending", "sent", "failed")
@@ -14,15 +14,13 @@ ERROR_CHARS = 60
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    osub = add_group(
+        sub,
         "outbox",
-        help="messages queued for users and their delivery (staff)",
-        description="Messages to users (ticket notifications) waiting, sent or failed.",
-        epilog="example:\n  tongxin outbox list --status failed",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "messages queued for users and their delivery (staff)",
+        "Messages to users (ticket notifications) waiting, sent or failed.",
+        "tongxin outbox list --status failed",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    osub = group.add_subparsers(dest="outbox_command", metavar="ACTION")
     p = add_command(
         osub,
         "list",
@@ -32,11 +30,6 @@ def register(sub: Any) -> None:
     p.add_argument("--status", help=f"only messages that are {', '.join(OUTBOX_STATUSES)}")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=cmd_list)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _preview(text: str, limit: int) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.cli.common import CliError, add_command
+from bot.cli.common import CliError, add_command, add_group
 from bot.cli.store_access import open_store
 
 # How each count of Store.forget_user reads in the report.
@@ -21,15 +21,13 @@ _LABELS = {
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    psub = add_group(
+        sub,
         "privacy",
-        help="personal data requests (PIPL)",
-        description="Personal data requests under the PIPL.",
-        epilog="example:\n  tongxin privacy forget --user oAbC123 --yes",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "personal data requests (PIPL)",
+        "Personal data requests under the PIPL.",
+        "tongxin privacy forget --user oAbC123 --yes",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    psub = group.add_subparsers(dest="privacy_command", metavar="ACTION")
     p = add_command(
         psub,
         "forget",
@@ -40,11 +38,6 @@ def register(sub: Any) -> None:
     p.add_argument("--channel", help="only this channel (wechat, telegram, shell; default: all)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=cmd_forget)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _report(counts: dict[str, int]) -> str:

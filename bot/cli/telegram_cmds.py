@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from bot.cli.common import CliError, add_command
+from bot.cli.common import CliError, add_command, add_group
 
 if TYPE_CHECKING:
     from telegram import Bot
@@ -21,15 +21,13 @@ _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    tsub = add_group(
+        sub,
         "telegram",
-        help="Telegram bot: webhook and command menu",
-        description="Telegram bot tasks (settings from TONGXIN_TELEGRAM_* env).",
-        epilog="example:\n  tongxin telegram set-webhook https://bot.example.org/telegram",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Telegram bot: webhook and command menu",
+        "Telegram bot tasks (settings from TONGXIN_TELEGRAM_* env).",
+        "tongxin telegram set-webhook https://bot.example.org/telegram",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    tsub = group.add_subparsers(dest="telegram_command", metavar="ACTION")
 
     p = add_command(
         tsub,
@@ -70,11 +68,6 @@ def register(sub: Any) -> None:
         "tongxin telegram commands",
     )
     p.set_defaults(handler=cmd_commands)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.common import CliError, add_command
+from bot.cli.common import CliError, add_command, add_group
 from bot.cli.store_access import (
     actor_of,
     add_actor_option,
@@ -17,16 +17,14 @@ from bot.cli.store_access import (
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    tsub = add_group(
+        sub,
         "tickets",
-        help="list, show and move tickets (staff)",
-        description="Staff commands for tickets. Every change writes an audit event and "
+        "list, show and move tickets (staff)",
+        "Staff commands for tickets. Every change writes an audit event and "
         "queues a message to the user.",
-        epilog="example:\n  tongxin tickets list --status open",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "tongxin tickets list --status open",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    tsub = group.add_subparsers(dest="tickets_command", metavar="ACTION")
 
     p = add_command(
         tsub, "list", "list tickets, oldest first", "tongxin tickets list --status open --json"
@@ -89,11 +87,6 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(handler=cmd_stats)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _check_status(status: str | None) -> None:

@@ -5,29 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.common import add_command
+from bot.cli.common import add_command, add_group
 from bot.cli.store_access import open_store, print_json
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    vsub = add_group(
+        sub,
         "volunteers",
-        help="volunteer signups (staff)",
-        description="Staff commands for volunteer signups.",
-        epilog="example:\n  tongxin volunteers list --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "volunteer signups (staff)",
+        "Staff commands for volunteer signups.",
+        "tongxin volunteers list --json",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    vsub = group.add_subparsers(dest="volunteers_command", metavar="ACTION")
     p = add_command(vsub, "list", "list volunteer signups, oldest first", "tongxin volunteers list")
     p.add_argument("--user", help="only signups of this user id")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=cmd_list)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,19 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import CliError, add_command, db_path
+from bot.cli.common import CliError, add_command, add_group, db_path
 
 
 def register(sub: Any) -> None:
-    group = sub.add_parser(
+    wsub = add_group(
+        sub,
         "wechat",
-        help="WeChat official account: push the menu",
-        description="WeChat official-account tasks (settings from TONGXIN_WECHAT_* env).",
-        epilog="example:\n  tongxin wechat menu --dry-run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "WeChat official account: push the menu",
+        "WeChat official-account tasks (settings from TONGXIN_WECHAT_* env).",
+        "tongxin wechat menu --dry-run",
     )
-    group.set_defaults(handler=lambda _args: _help(group))
-    wsub = group.add_subparsers(dest="wechat_command", metavar="ACTION")
     p = add_command(
         wsub,
         "menu",
@@ -32,11 +30,6 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="check and print the JSON; push nothing")
     p.set_defaults(handler=cmd_menu)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def cmd_menu(args: argparse.Namespace) -> int:
