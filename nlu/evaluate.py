@@ -22,7 +22,7 @@ from nlu.classifier import ClassifierConfig, train_intent_model
 from nlu.features import FeatureConfig, Featurizer
 from nlu.parser import Parser
 from nlu.tokenizer import Tokenizer
-from nlu.training import featurize, patterns_of
+from nlu.training import dense_matrix, featurize, patterns_of
 from nlu.training_data import Example, TrainingData
 from nlu.types import ENTITY_NAMES, FALLBACK_INTENT, ParseResult
 
@@ -239,17 +239,19 @@ def cross_validate(
             f"(smallest has {min(counts.values())})"
         )
     patterns = patterns_of(data)
-    features = featurize(Featurizer(tokenizer, feature_config, patterns), examples)
+    encoded = featurize(Featurizer(tokenizer, feature_config, patterns), examples)
+    dense = dense_matrix(encoded)
     results: list[ParseResult | None] = [None] * len(examples)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     y = np.array(labels)
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
         model = train_intent_model(
-            [features[i] for i in train_idx],
+            [encoded[i].features for i in train_idx],
             [labels[i] for i in train_idx],
             feature_config,
             patterns,
             classifier_config,
+            dense=dense[train_idx] if dense is not None else None,
         )
         parser = Parser(
             tokenizer,

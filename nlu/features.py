@@ -12,6 +12,10 @@ Feature groups, each prefixed so they never collide:
   ent: an entity was found (amount, phone, ticket_id, id_number)
   p:? the message asks a question
 Digits are folded to 0 so that 3号楼 and 5号楼 look alike.
+
+Beside them, `encode` returns a dense vector: the mean of pretrained word
+vectors over the same jieba words (`nlu.word_vectors`), when the config asks
+for it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from nlu.tokenizer import Tokenizer, normalize_text
 from nlu.types import Entity
+from nlu.word_vectors import WordVectors, load_word_vectors
 
 _BREAKS = re.compile(r"[\s!-/:-@\[-`{-~\u2000-\u206f\u3000-\u303f\uff01-\uff65·…—]+")
 _DIGIT = re.compile(r"\d")
@@ -40,6 +47,9 @@ class FeatureConfig:
     # Long rambling messages are classified on their first N characters; the
     # intent is nearly always stated early and the cost stays bounded.
     max_chars: int = 1000
+    # Mean pretrained word vector beside the sparse features. 10-fold CV
+    # macro-F1 (2 fold orders): 0.913 without, 0.922 with.
+    word_vectors: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +91,29 @@ def _alternation(words: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(w) for w in unique))
 
 
-class Featurizer:
-    """Thread-safe: holds only compiled patterns and a constructed tokenizer."""
+@dataclass(frozen=True)
+class Encoded:
+    """One message as the classifier sees it."""
 
-    def __init__(self, tokenizer: Tokenizer, config: FeatureConfig, patterns: Patterns):
+    features: list[str]
+    dense: np.ndarray | None  # unit-length, or None when the config has no dense part
+
+
+class Featurizer:
+    """Thread-safe: holds only compiled patterns, a constructed tokenizer and
+    read-only word vectors."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        config: FeatureConfig,
+        patterns: Patterns,
+        vectors: WordVectors | None = None,
+    ):
         self.tokenizer = tokenizer
+        if vectors is None and config.word_vectors:
+            vectors = load_word_vectors()
+        self.vectors = vectors if config.word_vectors else None
         self.config = config
         self.patterns = patterns
         canonical: dict[str, str] = {}
@@ -111,10 +139,16 @@ class Featurizer:
                     continue
 
     def features(self, text: str, entities: Sequence[Entity] = ()) -> list[str]:
+        return self.encode(text, entities).features
+
+    def encode(self, text: str, entities: Sequence[Entity] = ()) -> Encoded:
         norm = normalize_text(text)[: self.config.max_chars]
-        return self.features_normalized(norm, entities)
+        return self.encode_normalized(norm, entities)
 
     def features_normalized(self, norm: str, entities: Sequence[Entity] = ()) -> list[str]:
+        return self.encode_normalized(norm, entities).features
+
+    def encode_normalized(self, norm: str, entities: Sequence[Entity] = ()) -> Encoded:
         config = self.config
         out: list[str] = []
         folded = _DIGIT.sub("0", norm)
@@ -128,7 +162,9 @@ class Featurizer:
                     gram = padded[i : i + n]
                     if gram != " ":
                         out.append("c:" + gram)
-        words = [_DIGIT.sub("0", w) for w in self.tokenizer.cut(norm)]
+        cut = self.tokenizer.cut(norm)
+        dense = self.vectors.sentence(cut) if self.vectors is not None else None
+        words = [_DIGIT.sub("0", w) for w in cut]
         out.extend("w:" + w for w in words)
         if config.word_bigrams:
             out.extend(f"b:{a}|{b}" for a, b in itertools.pairwise(words))
@@ -142,4 +178,4 @@ class Featurizer:
         out.extend("ent:" + e.entity for e in entities)
         if "?" in norm or "吗" in norm:
             out.append("p:?")
-        return out
+        return Encoded(out, dense)

@@ -32,7 +32,7 @@ from nlu.features import FeatureConfig, Featurizer
 from nlu.rasa_backend import RasaClient
 from nlu.settings import NluSettings
 from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
-from nlu.training import train_from_files
+from nlu.training import fingerprint_extras, train_from_files
 from nlu.training_data import data_fingerprint, default_data_paths, resolve_data_paths
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
 
@@ -86,8 +86,8 @@ class Parser:
         self, norm: str, entities: Sequence[Entity]
     ) -> tuple[list[IntentScore], int]:
         norm = norm[: self.model.feature_config.max_chars]
-        features = self.featurizer.features_normalized(norm, entities)
-        ranking, known = self.model.rank(features)
+        encoded = self.featurizer.encode_normalized(norm, entities)
+        ranking, known = self.model.rank(encoded.features, encoded.dense)
         return [IntentScore(name, conf) for name, conf in ranking], known
 
     def parse(self, text: str) -> ParseResult:
@@ -161,7 +161,7 @@ def ensure_model(
         resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()
     )
     data_available = bool(data_files) and all(p.is_file() for p in data_files)
-    extra = [settings.userdict] if settings.userdict is not None else []
+    extra = fingerprint_extras(settings.userdict, feature_config)
 
     error: type[ModelError]
     try:

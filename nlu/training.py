@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nlu.classifier import (
     ClassifierConfig,
     IntentModel,
@@ -15,9 +17,10 @@ from nlu.classifier import (
     train_intent_model,
 )
 from nlu.entities import extract_entities
-from nlu.features import FeatureConfig, Featurizer, Patterns
+from nlu.features import Encoded, FeatureConfig, Featurizer, Patterns
 from nlu.tokenizer import Tokenizer
 from nlu.training_data import Example, Problem, TrainingData, data_fingerprint, load_training_data
+from nlu.word_vectors import DEFAULT_WORD_VECTORS
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,27 @@ class TrainSummary:
     problems: tuple[Problem, ...]
 
 
+def fingerprint_extras(userdict: Path | None, feature_config: FeatureConfig) -> list[Path]:
+    """Files besides the training data whose change makes a saved model stale."""
+    extras = [userdict] if userdict is not None else []
+    if feature_config.word_vectors:
+        extras.append(DEFAULT_WORD_VECTORS)
+    return extras
+
+
 def patterns_of(data: TrainingData) -> Patterns:
     return Patterns(dict(data.synonyms), dict(data.regexes), dict(data.lookups))
 
 
-def featurize(featurizer: Featurizer, examples: Sequence[Example]) -> list[list[str]]:
-    return [featurizer.features(e.text, extract_entities(e.text)) for e in examples]
+def featurize(featurizer: Featurizer, examples: Sequence[Example]) -> list[Encoded]:
+    return [featurizer.encode(e.text, extract_entities(e.text)) for e in examples]
+
+
+def dense_matrix(encoded: Sequence[Encoded]) -> np.ndarray | None:
+    """The examples' dense vectors as one matrix, or None when they have none."""
+    if not encoded or encoded[0].dense is None:
+        return None
+    return np.vstack([e.dense for e in encoded if e.dense is not None])
 
 
 def train(
@@ -48,9 +66,16 @@ def train(
     feature_config = feature_config or FeatureConfig()
     patterns = patterns_of(data)
     featurizer = Featurizer(tokenizer, feature_config, patterns)
-    features = featurize(featurizer, data.examples)
+    encoded = featurize(featurizer, data.examples)
     labels = [e.intent for e in data.examples]
-    return train_intent_model(features, labels, feature_config, patterns, classifier_config)
+    return train_intent_model(
+        [e.features for e in encoded],
+        labels,
+        feature_config,
+        patterns,
+        classifier_config,
+        dense=dense_matrix(encoded),
+    )
 
 
 def train_from_files(
@@ -65,7 +90,7 @@ def train_from_files(
     started = time.perf_counter()
     data, problems = load_training_data(data_paths)
     model = train(data, tokenizer, feature_config, classifier_config)
-    extra = [tokenizer.userdict] if tokenizer.userdict is not None else []
+    extra = fingerprint_extras(tokenizer.userdict, feature_config or FeatureConfig())
     model.metadata.update(
         {
             "data_hash": data_fingerprint(data.files, extra),

@@ -186,9 +186,10 @@ def test_saved_model_is_plain_data_with_metadata(small: NluSettings) -> None:
     assert len(metadata["data_hash"]) == 64
     assert {"jieba", "numpy", "scikit-learn"} <= set(metadata["versions"])
     assert metadata["labels"] == ["greet", "microloan", "thanks"]
-    assert metadata["feature_config"] and metadata["format_version"] == 1
+    assert metadata["feature_config"]["word_vectors"] and metadata["format_version"] == 2
     with np.load(small.model_dir / metadata["arrays"], allow_pickle=False) as arrays:
         assert arrays["weights"].shape == (metadata["n_features"], 3)
+        assert arrays["dense_weights"].shape == (75, 3)
 
 
 def test_stale_model_is_retrained_or_refused(small: NluSettings) -> None:
