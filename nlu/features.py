@@ -11,7 +11,10 @@ Feature groups, each prefixed so they never collide:
   lk: / re: a lookup table / regex from the data matched (Rasa's RegexFeaturizer)
   ent: an entity was found (amount, phone, ticket_id, id_number)
   p:? the message asks a question
-Digits are folded to 0 so that 3号楼 and 5号楼 look alike.
+Numbers of five or more digits (phones, amounts, account numbers) fold to one
+`#`, so a bare phone number looks like no other message. Shorter ones stay as
+typed: 886 and 88 are words (goodbye); folding them to 000 made every bare
+number, 200 or a phone, read as goodbye.
 
 Beside them, `encode` returns a dense vector: the mean of pretrained word
 vectors over the same jieba words (`nlu.word_vectors`), when the config asks
@@ -33,11 +36,14 @@ from nlu.types import Entity
 from nlu.word_vectors import WordVectors, load_word_vectors
 
 _BREAKS = re.compile(r"[\s!-/:-@\[-`{-~\u2000-\u206f\u3000-\u303f\uff01-\uff65·…—]+")
-_DIGIT = re.compile(r"\d")
+_LONG_NUMBER = re.compile(r"\d{5,}")
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
+    # Bump when the features this code emits change, so that saved models
+    # (compared by this config) are retrained instead of silently misread.
+    version: int = 2
     char_min: int = 1
     # 10-fold CV macro-F1 (mean of 2 fold orders): 1..2-grams 0.917, 1..3 0.909,
     # 1..4 0.904. Longer grams mostly repeat jieba's words and split the weight.
@@ -151,7 +157,7 @@ class Featurizer:
     def encode_normalized(self, norm: str, entities: Sequence[Entity] = ()) -> Encoded:
         config = self.config
         out: list[str] = []
-        folded = _DIGIT.sub("0", norm)
+        folded = _LONG_NUMBER.sub("#", norm)
         for run in _BREAKS.split(folded):
             if not run:
                 continue
@@ -164,7 +170,7 @@ class Featurizer:
                         out.append("c:" + gram)
         cut = self.tokenizer.cut(norm)
         dense = self.vectors.sentence(cut) if self.vectors is not None else None
-        words = [_DIGIT.sub("0", w) for w in cut]
+        words = [_LONG_NUMBER.sub("#", w) for w in cut]
         out.extend("w:" + w for w in words)
         if config.word_bigrams:
             out.extend(f"b:{a}|{b}" for a, b in itertools.pairwise(words))

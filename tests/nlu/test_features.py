@@ -33,8 +33,9 @@ def test_groups(featurizer: Featurizer) -> None:
     assert any(f.startswith("w:") for f in features)
 
 
-def test_digits_are_folded(featurizer: Featurizer) -> None:
-    assert featurizer.features("3号楼") == featurizer.features("5号楼")
+def test_long_numbers_are_folded_short_ones_kept(featurizer: Featurizer) -> None:
+    assert featurizer.features("电话13912345678") == featurizer.features("电话13800138000")
+    assert featurizer.features("886") != featurizer.features("200")
 
 
 def test_no_newlines_can_reach_the_vocabulary(featurizer: Featurizer) -> None:

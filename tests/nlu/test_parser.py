@@ -115,6 +115,13 @@ def test_gibberish_is_not_confidently_a_service(nlu_parser: Parser) -> None:
         assert result.intent.name in (FALLBACK_INTENT, "out_of_scope"), (text, result.intent)
 
 
+@pytest.mark.parametrize("text", ["13912345678", "200", "5000"])
+def test_a_bare_number_is_no_goodbye(nlu_parser: Parser, text: str) -> None:
+    """886 and 88 say goodbye; a phone number or an amount given alone does not."""
+    assert nlu_parser.parse(text).intent.name not in ("goodbye", "greet", "thanks")
+    assert nlu_parser.parse("886").intent.name == "goodbye"
+
+
 def test_parse_is_thread_safe(nlu_parser: Parser) -> None:
     texts = [t for t, _ in CONTRACT_EXAMPLES] * 20
     expected = [nlu_parser.parse(t).to_dict() for t in texts]
@@ -204,6 +211,22 @@ def test_stale_model_is_retrained_or_refused(small: NluSettings) -> None:
     parser = load_parser(small, notify=notes.append)
     assert any("stale" in n for n in notes)
     assert parser.model.metadata["n_examples"] == 13
+
+
+def test_model_from_older_feature_code_is_not_used(small: NluSettings) -> None:
+    """Features change with the code, not only with the data: a model saved by
+    another feature version is refused or retrained, never scored with new features."""
+    load_parser(small)
+    assert small.model_dir is not None
+    metadata_file = small.model_dir / METADATA_FILE
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    metadata["feature_config"]["version"] -= 1
+    metadata_file.write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ModelStaleError, match="other feature settings"):
+        load_parser(small, auto_train=False)
+    notes: list[str] = []
+    load_parser(small, notify=notes.append)
+    assert any("other feature settings" in n for n in notes)
 
 
 def test_incompatible_model_is_retrained_or_refused(small: NluSettings, tmp_path: Path) -> None:
