@@ -35,6 +35,7 @@ from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
 from nlu.training import fingerprint_extras, train_from_files
 from nlu.training_data import data_fingerprint, default_data_paths, resolve_data_paths
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
+from nlu.word_vectors import WordVectorsError, load_word_vectors
 
 Notify = Callable[[str], None]
 
@@ -156,6 +157,11 @@ def ensure_model(
     saying why. A stale model is never used silently."""
     feature_config = feature_config or FeatureConfig()
     classifier_config = classifier_config or ClassifierConfig()
+    if feature_config.word_vectors:
+        try:
+            load_word_vectors()  # cached: the featurizer gets this same instance
+        except WordVectorsError as exc:
+            raise ModelIncompatibleError(f"{exc}; it ships with tongxin: reinstall") from exc
     model_dir = settings.resolved_model_dir()
     data_files = (
         resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()

@@ -56,6 +56,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from bot.app import build_core
     from bot.settings import Settings, SettingsError
     from bot.web import create_app
+    from nlu.classifier import ModelError
+    from nlu.training_data import TrainingDataError
 
     logging.basicConfig(level=logging.INFO)
     try:
@@ -80,7 +82,10 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
         return 0
-    core = build_core(settings, inline_outbox=frozenset())
+    try:
+        core = build_core(settings, inline_outbox=frozenset())
+    except (ModelError, TrainingDataError) as exc:
+        raise CliError(str(exc)) from exc
     try:
         channels = build_channels(core, telegram_polling=args.telegram_polling)
     except ValueError as exc:

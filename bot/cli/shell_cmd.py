@@ -58,12 +58,14 @@ def run_shell(args: argparse.Namespace) -> int:
     from bot.app import build_core
     from bot.settings import Settings, SettingsError
     from flows.messages import IncomingMessage
+    from nlu.classifier import ModelError
+    from nlu.training_data import TrainingDataError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         settings = Settings.from_env(db=str(db_path(args)))
         core = build_core(settings)
-    except SettingsError as exc:
+    except (SettingsError, ModelError, TrainingDataError) as exc:
         raise CliError(str(exc)) from exc
     user = str(args.user).strip() or "shell-user"
 

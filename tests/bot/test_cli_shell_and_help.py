@@ -57,6 +57,19 @@ def test_scripted_shell_conversation_lands_in_the_database(cli_env: dict[str, st
     assert ticket["id"] in out
 
 
+def test_shell_without_a_model_or_data_says_why(tmp_path: Path) -> None:
+    env = {
+        "TONGXIN_DB": str(tmp_path / "shell.db"),
+        "TONGXIN_MODEL_DIR": str(tmp_path / "no-model"),
+        "TONGXIN_NLU_DATA": str(tmp_path / "no-data"),
+    }
+    done = run_cli(["shell"], "你好\n".encode(), env)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith("tongxin: error:") and "Traceback" not in err
+    assert "no-data" in err or "no NLU model" in err
+
+
 def test_shell_survives_invalid_utf8_and_control_characters(cli_env: dict[str, str]) -> None:
     done = run_cli(
         ["shell", "--debug"], b"\xff\xfe\xfa\n\x1b[31m\x00\n" + "你好".encode() + b"\n", cli_env
