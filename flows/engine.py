@@ -13,22 +13,27 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flows.definitions import FlowBook, FlowSpec, SlotSpec
+from flows.desk import ServiceDesk
+from flows.form_answers import (
+    ACCEPT_WORDS,
+    answer_value,
+    apply_corrections,
+    fill_others,
+    missing_slot,
+    prefill,
+    text_answer,
+)
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.slots import (
     InvalidAnswerError,
     SlotValue,
     contains_any,
-    extract,
-    find_name,
-    from_patterns,
     is_question,
     meaningful_remainder,
-    without_entities,
 )
 from flows.state import ConversationState, FormState
-from flows.store import LOCAL_TZ, Store, Ticket, iso, parse_iso
-from nlu.tokenizer import normalize_text
+from flows.store import Store, iso, parse_iso
 from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
 
 DEEPLINK_TTL_S = 24 * 3600
@@ -38,7 +43,6 @@ _CONFIRM_WORDS = (
     *("确认", "提交", "确定", "没问题", "对的", "是的", "正确", "没错", "ok", "好", "好的"),
     *("是", "对", "嗯", "嗯嗯", "可以", "行", "确认提交", "👌", "👍", "✅"),
 )
-_ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
 _CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
 _DIGIT_CHOICE = re.compile(r"^\s*([1-9])\s*[.。、)）]?\s*$")
 
@@ -86,6 +90,7 @@ class DialogueEngine:
         self.parse = parse
         self.fact = fact
         self.settings = settings or EngineSettings()
+        self.desk = ServiceDesk(book=book, replies=replies, store=store, fact=fact)
 
     # -- entry ----------------------------------------------------------
 
@@ -181,7 +186,7 @@ class DialogueEngine:
             return self._handoff(msg, state, reason=text)
         if offer and offer in self.book.flows:
             offered = self.book.flows[offer]
-            bare_yes = intent == "affirm" or text.rstrip("。!！ ") in _ACCEPT_WORDS
+            bare_yes = intent == "affirm" or text.rstrip("。!！ ") in ACCEPT_WORDS
             if bare_yes or (intent == offered.intent and not is_question(text)):
                 # "开小吃店想贷五万，利息多少" -> FAQ answer -> "申请": the amount
                 # from the question is not asked again.
@@ -191,7 +196,7 @@ class DialogueEngine:
         if intent == "ticket_status" or (
             parse.first("ticket_id") is not None and intent not in SERVICE_INTENTS
         ):
-            return self._status(msg, parse)
+            return self.desk.status(msg, parse)
         if intent == "affirm" and state.last_submitted:
             last = state.last_submitted
             flow_done = self.book.flows.get(last.get("flow", ""))
@@ -303,34 +308,12 @@ class DialogueEngine:
         state.form = form
         if opening is not None:
             text, parse = opening
-            self._prefill(flow, form, text, parse)
+            prefill(self.book, flow, form, text, parse)
         lead = self.r.text("form.start", label=flow.label)
         return [Reply(lead + "\n" + self._next_step(flow, form))]
 
-    def _prefill(self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult) -> None:
-        for slot in flow.slots:
-            if slot.name in form.slots:
-                continue
-            if slot.from_opening:
-                rest = meaningful_remainder(text, parse, self.book)
-                if len(rest) >= slot.min_chars:
-                    form.slots[slot.name] = text[:500]
-                continue
-            try:
-                found = extract(slot, text, parse, self.book, answering=False)
-            except InvalidAnswerError:
-                found = None
-            if found is not None:
-                form.slots[slot.name] = found.value
-
-    def _missing(self, flow: FlowSpec, form: FormState) -> SlotSpec | None:
-        for slot in flow.slots:
-            if slot.name not in form.slots and slot.name not in form.declined:
-                return slot
-        return None
-
     def _next_step(self, flow: FlowSpec, form: FormState) -> str:
-        slot = self._missing(flow, form)
+        slot = missing_slot(flow, form)
         if slot is not None:
             form.asking = slot.name
             form.confirming = False
@@ -387,25 +370,25 @@ class DialogueEngine:
         if form.offered_handoff and intent == "affirm":
             return self._handoff(msg, state, reason=self.r.text("handoff.reason_retries"))
         if intent == "ticket_status" and parse.first("phone") is None:
-            return [*self._status(msg, parse), Reply(self._resume(flow, form))]
+            return [*self.desk.status(msg, parse), Reply(self._resume(flow, form))]
         if form.confirming:
             return self._confirm_turn(msg, parse, text, state, flow, form)
 
-        if self._apply_corrections(flow, form, text, parse, require_marker=True):
+        if apply_corrections(self.book, flow, form, text, parse, require_marker=True):
             # The message was about an earlier answer, not the question just asked.
             return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
-        slot = flow.slot(form.asking or "") or self._missing(flow, form)
+        slot = flow.slot(form.asking or "") or missing_slot(flow, form)
         if slot is None:
             return [Reply(self._next_step(flow, form))]
 
         # Details given out of order ("幸福小区5栋" when asked for a phone) are kept.
-        others = self._fill_others(flow, form, text, parse, asked=slot)
+        others = fill_others(self.book, flow, form, text, parse, asked=slot)
         found: SlotValue | None = None
         problem: InvalidAnswerError | None = None
         if slot.type in ("phone", "amount", "name"):
             # A typed answer wins over everything else: "五万吧？" is an amount.
             try:
-                found = self._answer_value(slot, text, parse, intent)
+                found = answer_value(self.book, slot, text, parse)
             except InvalidAnswerError as exc:
                 problem = exc
         if found is None and not others:
@@ -419,7 +402,7 @@ class DialogueEngine:
             if problem is not None:
                 return [self._reprompt(flow, form, problem.reply_id, **problem.values)]
         if found is None and problem is None and slot.type not in ("phone", "amount", "name"):
-            found = self._text_answer(slot, form, text, parse, intent, others)
+            found = text_answer(self.book, slot, form, text, parse, others)
         if found is not None:
             form.slots[slot.name] = found.value
         if found is None and not others:
@@ -428,77 +411,6 @@ class DialogueEngine:
         form.retries = 0
         form.offered_handoff = False
         return [Reply(self._next_step(flow, form))]
-
-    def _fill_others(
-        self, flow: FlowSpec, form: FormState, text: str, parse: ParseResult, *, asked: SlotSpec
-    ) -> list[str]:
-        """Fill empty slots other than the one asked from entities and patterns;
-        returns their names."""
-        filled: list[str] = []
-        for slot in flow.slots:
-            if slot is asked or slot.name in form.slots or slot.from_opening:
-                continue
-            try:
-                found = extract(slot, text, parse, self.book, answering=False)
-            except InvalidAnswerError:
-                continue
-            if found is not None:
-                form.slots[slot.name] = found.value
-                filled.append(slot.name)
-        # "王芳 13912345678" or "艾力·买买提" while another question is open.
-        name_slot = flow.slot("name")
-        if name_slot is not None and name_slot is not asked and "name" not in form.slots:
-            rest = without_entities(text, parse)
-            if parse.first("phone") is not None or "·" in rest:
-                name = find_name(rest, self.book, answering=True)
-                if name:
-                    form.slots["name"] = name
-                    filled.append("name")
-        return filled
-
-    def _text_answer(
-        self,
-        slot: SlotSpec,
-        form: FormState,
-        text: str,
-        parse: ParseResult,
-        intent: str,
-        others: list[str],
-    ) -> SlotValue | None:
-        """A free-text answer, minus what other slots took from the same message."""
-        if contains_any(text, self.book.decline_words):
-            return None
-        if slot.from_opening:
-            return self._answer_value(slot, text, parse, intent)
-        rest = without_entities(text, parse)
-        if "name" in others:
-            rest = rest.replace(str(form.slots["name"]), " ").strip(" ，,")
-        if others and slot.patterns and from_patterns(slot, normalize_text(rest)) is None:
-            return None  # the message answered other questions, not this one
-        if not rest:
-            return None
-        return self._answer_value(slot, rest, parse, intent)
-
-    def _answer_value(
-        self, slot: SlotSpec, text: str, parse: ParseResult, intent: str
-    ) -> SlotValue | None:
-        # A bare "好的"/"谢谢" is a dialogue act, not an answer to "what happened".
-        if slot.type in ("text", "place") and text.rstrip("。!！ ") in _ACCEPT_WORDS:
-            return None
-        if (
-            slot.type in ("text", "place")
-            and len(text) <= 4
-            and intent
-            in (
-                "affirm",
-                "deny",
-                "greet",
-                "thanks",
-                "goodbye",
-            )
-        ):
-            return None
-        return extract(slot, text, parse, self.book, answering=True)
 
     def _reprompt(self, flow: FlowSpec, form: FormState, reply_id: str, **values: Any) -> Reply:
         form.retries += 1
@@ -549,47 +461,6 @@ class DialogueEngine:
         started = self._start(target, msg, (text, parse), state)
         return [Reply(lead), *started]
 
-    def _apply_corrections(
-        self,
-        flow: FlowSpec,
-        form: FormState,
-        text: str,
-        parse: ParseResult,
-        *,
-        require_marker: bool,
-    ) -> bool:
-        """Change earlier answers: "电话写错了，是…", "金额改成八万", "名字写错了，是王建军",
-        "不是楼上邻居，是楼下邻居". At the confirmation a plain new phone, amount or
-        pattern value ("幸福小区5栋") is taken as a correction too."""
-        marked = contains_any(text, self.book.correction_words)
-        if require_marker and not marked:
-            return False
-        tail = _after_last_marker(text, self.book.correction_words) if marked else text
-        changed = False
-        for slot in flow.slots:
-            if slot.name not in form.slots or slot.from_opening:
-                continue
-            value: str | int | None = None
-            targeted = contains_any(text, self.book.field_words.get(slot.name, ()))
-            if slot.type in ("phone", "amount"):
-                entities = [e for e in parse.entities if e.entity == slot.type]
-                if entities:
-                    raw = entities[-1].value  # "不是139…，是138…": the last one counts
-                    value = int(raw) if slot.type == "amount" else str(raw)
-                    if slot.type == "amount" and not _in_range(slot, int(raw)):
-                        value = None
-            elif slot.type == "name":
-                if targeted:
-                    value = find_name(tail, self.book, answering=True)
-            elif targeted and marked and len(tail) >= slot.min_chars:
-                value = tail
-            else:
-                value = from_patterns(slot, normalize_text(tail))
-            if value is not None and value != form.slots[slot.name]:
-                form.slots[slot.name] = value
-                changed = True
-        return changed
-
     def _confirm_turn(
         self,
         msg: IncomingMessage,
@@ -599,7 +470,7 @@ class DialogueEngine:
         flow: FlowSpec,
         form: FormState,
     ) -> list[Reply]:
-        if self._apply_corrections(flow, form, text, parse, require_marker=False):
+        if apply_corrections(self.book, flow, form, text, parse, require_marker=False):
             return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
         intent = parse.intent.name
         plain = text.rstrip("。!！~ ").lower()
@@ -619,49 +490,10 @@ class DialogueEngine:
     def _submit(
         self, msg: IncomingMessage, state: ConversationState, flow: FlowSpec, form: FormState
     ) -> list[Reply]:
-        fields = dict(form.slots)
-        if form.attachments:
-            fields["attachments"] = list(form.attachments)
-        route = self.book.routes[flow.kind]
-        contact_hint = self._contact_hint(route.contact)
-        phone = form.slots.get("phone")
-        if flow.creates == "volunteer":
-            volunteer, _ = self.store.add_volunteer(
-                name=_str_or_none(fields.get("name")),
-                phone=_str_or_none(phone),
-                team=_str_or_none(fields.get("team")),
-                skill=_str_or_none(fields.get("team")),
-                availability=_str_or_none(fields.get("availability")),
-                channel=msg.channel,
-                user_id=msg.user_id,
-                dedupe_key=f"form:{form.form_id}",
-            )
-            ref = volunteer.id
-            text = self.r.text("submitted.volunteer", volunteer_id=volunteer.id)
-        else:
-            ticket, _ = self.store.create_ticket(
-                kind=flow.kind,
-                department=route.department,
-                channel=msg.channel,
-                user_id=msg.user_id,
-                phone=_str_or_none(phone),
-                fields=fields,
-                dedupe_key=f"form:{form.form_id}",
-            )
-            ref = ticket.id
-            text = self.r.text(
-                "submitted.ticket",
-                ticket_id=ticket.id,
-                department=route.department,
-                contact_hint=contact_hint,
-            )
+        text, ref = self.desk.submit(msg, flow, form)
         state.form = None
         state.last_submitted = {"form_id": form.form_id, "ref": ref, "flow": flow.name}
         return [Reply(text)]
-
-    def _contact_hint(self, fact_name: str | None) -> str:
-        phone = self.fact(fact_name) if fact_name else None
-        return self.r.text("contact_hint.known", phone=phone) if phone else ""
 
     def _forget(self, msg: IncomingMessage, text: str, state: ConversationState) -> list[Reply]:
         if text.strip(" 。!！") != "确认删除":
@@ -676,58 +508,9 @@ class DialogueEngine:
     # -- handoff, status ------------------------------------------------
 
     def _handoff(self, msg: IncomingMessage, state: ConversationState, reason: str) -> list[Reply]:
-        route = self.book.routes["human_handoff"]
-        for ticket in self.store.list_tickets(channel=msg.channel, user_id=msg.user_id):
-            if ticket.kind == "human_handoff" and ticket.status in ("open", "assigned"):
-                state.form = None
-                return [Reply(self.r.text("handoff.exists", ticket_id=ticket.id))]
-        fields: dict[str, Any] = {"reason": reason[:500]}
-        if state.form is not None:
-            fields["unfinished_flow"] = state.form.flow
-            fields["collected"] = {k: v for k, v in state.form.slots.items() if k not in ("phone",)}
-        ticket, _ = self.store.create_ticket(
-            kind="human_handoff",
-            department=route.department,
-            channel=msg.channel,
-            user_id=msg.user_id,
-            phone=_str_or_none(state.form.slots.get("phone")) if state.form else None,
-            fields=fields,
-        )
+        reply = self.desk.handoff(msg, state.form, reason)
         state.form = None
-        return [
-            Reply(
-                self.r.text(
-                    "handoff.created",
-                    ticket_id=ticket.id,
-                    contact_hint=self._contact_hint(route.contact),
-                )
-            )
-        ]
-
-    def _status(self, msg: IncomingMessage, parse: ParseResult) -> list[Reply]:
-        tickets = self.store.list_tickets(channel=msg.channel, user_id=msg.user_id)
-        asked = parse.first("ticket_id")
-        if asked is not None:
-            wanted = str(asked.value)
-            tickets = [t for t in tickets if t.id == wanted]
-            if not tickets:
-                return [Reply(self.r.text("status.not_found", ticket_id=wanted))]
-        if not tickets:
-            return [Reply(self.r.text("status.none"))]
-        lines = [self.r.text("status.header")]
-        lines += [self._status_line(t) for t in tickets[-10:]]
-        return [Reply("\n".join(lines))]
-
-    def _status_line(self, ticket: Ticket) -> str:
-        kind_id = f"kind.{ticket.kind}"
-        kind_label = self.r.text(kind_id) if kind_id in self.r else ticket.kind
-        return self.r.text(
-            "status.line",
-            ticket_id=ticket.id,
-            kind_label=kind_label,
-            status_label=self.r.text(f"status.label.{ticket.status}"),
-            updated=parse_iso(ticket.updated_at).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M"),
-        )
+        return [reply]
 
     # -- groups and deep links -----------------------------------------
 
@@ -784,7 +567,7 @@ class DialogueEngine:
         if action.get("intent") == "human_handoff":
             return self._handoff(msg, state, reason="菜单：人工服务")
         empty = ParseResult(text="", intent=IntentScore(name="ticket_status", confidence=1.0))
-        return self._status(msg, empty)
+        return self.desk.status(msg, empty)
 
     def _media(self, msg: IncomingMessage, state: ConversationState) -> list[Reply]:
         form = state.form
@@ -817,23 +600,3 @@ class DialogueEngine:
 
     def _say(self, reply_id: str) -> str:
         return self.r.text(reply_id, capabilities=self.r.text("capabilities"))
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _after_last_marker(text: str, markers: tuple[str, ...]) -> str:
-    """ "电话写错了，是138…" -> "138…": what follows the last correction word."""
-    cut = 0
-    for marker in (*markers, "是"):
-        at = text.rfind(marker)
-        if at >= 0:
-            cut = max(cut, at + len(marker))
-    return text[cut:].strip(" ，,。.：:")
-
-
-def _in_range(slot: SlotSpec, amount: int) -> bool:
-    low = slot.min if slot.min is not None else 1
-    high = slot.max if slot.max is not None else 10**12
-    return low <= amount <= high
