@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +48,13 @@ def patterns_of(data: TrainingData) -> Patterns:
 
 
 def featurize(featurizer: Featurizer, examples: Sequence[Example]) -> list[Encoded]:
-    return [featurizer.encode(e.text, extract_entities(e.text)) for e in examples]
+    # Interned: the same few tens of thousands of feature strings recur hundreds
+    # of thousands of times; one copy each keeps training's peak memory down.
+    encoded = []
+    for example in examples:
+        e = featurizer.encode(example.text, extract_entities(example.text))
+        encoded.append(Encoded([sys.intern(f) for f in e.features], e.dense))
+    return encoded
 
 
 def dense_matrix(encoded: Sequence[Encoded]) -> np.ndarray | None:
