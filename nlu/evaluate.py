@@ -13,6 +13,7 @@ Figures:
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 from nlu.classifier import ClassifierConfig, train_intent_model
 from nlu.features import FeatureConfig, Featurizer
 from nlu.parser import Parser
-from nlu.tokenizer import Tokenizer
+from nlu.tokenizer import Tokenizer, normalize_text
 from nlu.training import dense_matrix, featurize, patterns_of
 from nlu.training_data import Example, TrainingData
 from nlu.types import ENTITY_NAMES, FALLBACK_INTENT, ParseResult
@@ -222,13 +223,14 @@ def cross_validate(
     feature_config: FeatureConfig | None = None,
     classifier_config: ClassifierConfig | None = None,
     seed: int = 0,
+    group_variants: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Stratified K-fold cross-validation: each example is predicted by a model
-    that never saw it, with the real fallback rules applied."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
+    that never saw it, with the real fallback rules applied.
 
+    `group_variants` keeps variants of one message (你好 / 你好呀 / 你好！) in
+    the same fold, so that a variant seen in training cannot vouch for its twin."""
     feature_config = feature_config or FeatureConfig()
     examples = list(data.examples)
     labels = [e.intent for e in examples]
@@ -242,9 +244,8 @@ def cross_validate(
     encoded = featurize(Featurizer(tokenizer, feature_config, patterns), examples)
     dense = dense_matrix(encoded)
     results: list[ParseResult | None] = [None] * len(examples)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    y = np.array(labels)
-    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+    splits = cv_splits(examples, folds, seed=seed, group_variants=group_variants)
+    for fold, (train_idx, test_idx) in enumerate(splits, start=1):
         model = train_intent_model(
             [encoded[i].features for i in train_idx],
             [labels[i] for i in train_idx],
@@ -265,6 +266,34 @@ def cross_validate(
             progress(fold, folds)
     done = [r for r in results if r is not None]
     return build_report(f"{folds}-fold cross-validation", examples, done)
+
+
+def cv_splits(
+    examples: Sequence[Example], folds: int, *, seed: int = 0, group_variants: bool = False
+) -> list[tuple[Any, Any]]:
+    """(train indices, test indices) of each fold, stratified by intent."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.array([e.intent for e in examples])
+    if not group_variants:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y))
+    keys: dict[str, int] = {}
+    groups = [keys.setdefault(variant_key(e.text), len(keys)) for e in examples]
+    grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(grouped.split(np.zeros(len(y)), y, groups))
+
+
+_NOT_WORD = re.compile(r"[\W_]+")
+_TRAILING_PARTICLES = re.compile(r"[了啊呀吧哈呢嘛哦喔啦嗯]+$")
+
+
+def variant_key(text: str) -> str:
+    """What variants of one message share: the text without punctuation, emoji,
+    spaces and trailing particles (你好呀～ -> 你好)."""
+    bare = _NOT_WORD.sub("", normalize_text(text))
+    return _TRAILING_PARTICLES.sub("", bare) or bare or text
 
 
 def _pct(x: float) -> str:

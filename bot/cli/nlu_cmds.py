@@ -72,6 +72,12 @@ def register(sub: Any) -> None:
     )
     test.add_argument("--data", metavar="FILE", help="labelled test messages")
     test.add_argument("--cv", type=int, metavar="K", help="K-fold stratified cross-validation")
+    test.add_argument(
+        "--group-variants",
+        action="store_true",
+        help="with --cv: keep variants of one message (你好 / 你好呀！) in the same fold",
+    )
+    test.add_argument("--seed", type=int, default=0, help="with --cv: the fold order (default: 0)")
     test.add_argument("--json-report", metavar="FILE", help="also write the full report as JSON")
     test.add_argument("--errors", type=int, default=0, metavar="N", help="print N misclassified")
     _add_data_option(test, "training data file or directory (repeatable)", flag="--train-data")
@@ -263,6 +269,8 @@ def cmd_test(args: argparse.Namespace) -> int:
                     args.cv,
                     fallback_threshold=settings.fallback_threshold,
                     ambiguity_threshold=settings.ambiguity_threshold,
+                    seed=args.seed,
+                    group_variants=args.group_variants,
                     progress=lambda i, k: print(f"fold {i}/{k}", file=sys.stderr, flush=True),
                 )
             except ValueError as exc:

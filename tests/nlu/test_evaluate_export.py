@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlu.evaluate import build_report, calibration_error, cross_validate, format_report
+from nlu.evaluate import (
+    build_report,
+    calibration_error,
+    cross_validate,
+    cv_splits,
+    format_report,
+    variant_key,
+)
 from nlu.export import export_rasa
 from nlu.parser import Parser
 from nlu.training_data import EntityAnnotation, Example, TrainingData, default_data_paths
@@ -94,6 +101,39 @@ def test_cross_validation_predicts_every_example_once(nlu_parser: Parser) -> Non
             fallback_threshold=0.0,
             ambiguity_threshold=0.0,
         )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("你好", "你好呀～"), ("你好", "你好！！"), ("再见", "再见👋"), ("谢谢", "謝謝啦")],
+)
+def test_variants_share_a_key(a: str, b: str) -> None:
+    assert variant_key(a) == variant_key(b)
+
+
+def test_distinct_messages_keep_distinct_keys() -> None:
+    assert len({variant_key(t) for t in ["你好", "您好", "嗯", "嗯嗯", "好", "哈哈哈"]}) == 6
+
+
+def test_grouped_folds_never_split_variants() -> None:
+    """A variant in the training folds makes its twin easy: with group_variants
+    a message is only ever predicted from other wordings."""
+    texts = ["你好", "你好呀", "你好！", "早上好", "早上好～", "在吗", "哈喽", "哈喽哈喽", "嗨"]
+    examples = [Example(t, "greet") for t in texts] + [
+        Example(t, "thanks") for t in ["谢谢", "谢谢啦", "谢谢！", "多谢", "感谢", "谢啦"]
+    ]
+
+    def split_variants(group_variants: bool) -> int:
+        split = 0
+        for train_idx, test_idx in cv_splits(examples, 3, group_variants=group_variants):
+            trained = {variant_key(examples[i].text) for i in train_idx}
+            split += sum(variant_key(examples[i].text) in trained for i in test_idx)
+        return split
+
+    assert split_variants(group_variants=True) == 0
+    assert split_variants(group_variants=False) > 0
+    for _, test_idx in cv_splits(examples, 3, group_variants=True):
+        assert {examples[i].intent for i in test_idx} == {"greet", "thanks"}
 
 
 def test_export_rasa(tmp_path: Path) -> None:
