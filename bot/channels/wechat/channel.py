@@ -7,19 +7,24 @@ error), and the replies go to the outbox once the turn finishes, for the outbox
 worker to send through the customer-service API.
 
 Retries are harmless: the dispatcher de-duplicates by message id inside its
-transaction, so a retry waits for the first turn and gets the same replies. A
-retry of a turn whose replies were queued answers `success` instead of sending
-them a second time (a marker in the store's key/value table says so).
+transaction, so a retry waits for the first turn and gets the same replies.
+Who delivers them is claimed once per message in the store, so that it holds
+across processes: the HTTP answer (a "passive" marker) or the outbox (a
+"queued" marker), whichever claims first; the other answers `success`. A
+turn's own thread makes the claim, under a lock it shares with the budget
+timer, so a turn that finishes just as its budget runs out is neither lost nor
+sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -70,8 +75,13 @@ class WeChatConfig:
 class _Turn:
     """One message being handled; retries of it join instead of starting another."""
 
-    task: asyncio.Future[list[str] | None]
+    task: asyncio.Future[list[str] | None] | None = None
+    # Set by the budget timer when the HTTP answer was `success`; read by the
+    # turn's thread when it decides who delivers. `answering`: the thread chose
+    # the HTTP answer and is claiming it. Both only under `lock`.
     late: bool = False
+    answering: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _queued_key(message_id: str) -> str:
@@ -80,6 +90,10 @@ def _queued_key(message_id: str) -> str:
 
 def _rest_key(message_id: str) -> str:
     return f"wechat:rest:{message_id}"
+
+
+def _passive_key(message_id: str) -> str:
+    return f"wechat:passive:{message_id}"
 
 
 class WeChatChannel:
@@ -257,25 +271,36 @@ class WeChatChannel:
         turn = self._turns.get(key)
         if turn is None:
             loop = asyncio.get_running_loop()
-            turn = _Turn(loop.run_in_executor(self._turn_threads, self._run_turn, msg))
+            turn = _Turn()
+            turn.task = loop.run_in_executor(self._turn_threads, self._run_turn, msg, turn)
             self._turns[key] = turn
             turn.task.add_done_callback(lambda _t: self._forget(key, turn))
         elif turn.late:
-            return None  # a retry of a turn whose replies are being queued
+            return None  # a retry of a turn whose replies go through the outbox
+        task = turn.task
+        assert task is not None
         # asyncio.wait leaves the turn running when the budget runs out (no shield needed).
-        done, _ = await asyncio.wait((turn.task,), timeout=self.budget_s)
+        done, _ = await asyncio.wait((task,), timeout=self.budget_s)
         if not done:
-            if not turn.late:
-                turn.late = True
-                log.warning(
-                    "WeChat turn over budget (%.1f s); replying via the outbox", self.budget_s
-                )
+            with turn.lock:  # held by the thread only while it reads and sets flags
+                answering = turn.answering
+                if not answering:
+                    turn.late = True
+            if answering:
+                # The thread chose this answer just now and is claiming it; the
+                # claim is one short transaction, well inside WeChat's 5 s.
+                done, _ = await asyncio.wait((task,), timeout=max(0.0, 4.8 - self.budget_s))
+            if not done:
+                if not answering:
+                    log.warning(
+                        "WeChat turn over budget (%.1f s); replying via the outbox", self.budget_s
+                    )
                 late = asyncio.ensure_future(self._finish_late(msg, turn))
                 self._late.add(late)
                 late.add_done_callback(self._late.discard)
-            return None
-        parts = turn.task.result()
-        if turn.late or not parts:
+                return None
+        parts = task.result()
+        if not parts:
             return None
         if len(parts) > 1:
             await asyncio.to_thread(self._queue_rest, key, msg.user_id, parts[1:])
@@ -286,34 +311,59 @@ class WeChatChannel:
         if not turn.late and self._turns.get(key) is turn:
             del self._turns[key]
 
-    def _run_turn(self, msg: IncomingMessage) -> list[str] | None:
-        """In a worker thread: the dispatcher's turn, as WeChat-sized parts; None
-        when an earlier attempt of this message already queued its replies."""
+    def _run_turn(self, msg: IncomingMessage, turn: _Turn) -> list[str] | None:
+        """In a worker thread: the dispatcher's turn, as WeChat-sized parts for
+        the HTTP answer; None when the replies go (or went) through the outbox."""
         replies = self.handle(msg)
-        if msg.message_id and self.store.kv_get(_queued_key(msg.message_id)) is not None:
-            return None
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
-        return split_text(join_replies(replies), trim_note=note)
+        parts = split_text(join_replies(replies), trim_note=note)
+        if not msg.message_id or not parts:
+            return parts
+        with turn.lock:
+            late = turn.late
+            turn.answering = not late
+        if late:
+            self._queue_late(msg.message_id, msg.user_id, parts)
+            return None
+        return parts if self._claim_passive(msg.message_id) else None
 
     async def _finish_late(self, msg: IncomingMessage, turn: _Turn) -> None:
         key = msg.message_id or ""
         try:
-            parts = await turn.task
+            parts = await turn.task if turn.task is not None else None
             if parts:
-                await asyncio.to_thread(self._queue_late, key, msg.user_id, parts)
-                self._wake.set()
+                # Claimed for an HTTP answer that could not wait any longer (a
+                # claim slower than WeChat's 5 s): the outbox delivers instead.
+                await asyncio.to_thread(self._queue_unanswered, key, msg.user_id, parts)
+            self._wake.set()  # a late thread queued its replies itself
         except Exception:
-            log.exception("could not queue a late WeChat reply")
+            log.exception("a late WeChat turn failed")
         finally:
             if self._turns.get(key) is turn:
                 del self._turns[key]
 
-    def _queue_late(self, key: str, user_id: str, parts: list[str]) -> None:
+    def _claim_passive(self, key: str) -> bool:
+        """The HTTP answer may deliver this message's replies, unless an earlier
+        attempt (in any process) queued them for the outbox."""
         with self.store.transaction():
             if self.store.kv_get(_queued_key(key)) is not None:
-                return  # another process queued them
-            if self.store.kv_get(_rest_key(key)) is not None:
-                parts = parts[:1]  # an earlier answer already queued the rest
+                return False
+            self.store.kv_set(_passive_key(key), "1", ttl_s=MARKER_TTL_S)
+            return True
+
+    def _queue_unanswered(self, key: str, user_id: str, parts: list[str]) -> None:
+        self._queue_late(key, user_id, parts, unless_answered=False)
+
+    def _queue_late(
+        self, key: str, user_id: str, parts: list[str], *, unless_answered: bool = True
+    ) -> None:
+        """The outbox delivers, unless another attempt already queued them or
+        (`unless_answered`) answered them in its HTTP response."""
+        with self.store.transaction():
+            if self.store.kv_get(_queued_key(key)) is not None:
+                return
+            if unless_answered and self.store.kv_get(_passive_key(key)) is not None:
+                return
             self.store.kv_set(_queued_key(key), "1", ttl_s=MARKER_TTL_S)
             for part in parts:
                 self.store.enqueue(CHANNEL, user_id, part)

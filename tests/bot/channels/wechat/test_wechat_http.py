@@ -378,3 +378,26 @@ async def test_a_long_reply_is_split_and_the_rest_follows_via_the_api(
         assert again.text == answer.text
         await asyncio.sleep(0.4)
         assert kit.api.texts_to(USER) == rest  # the rest is not sent twice
+
+
+async def test_a_retry_on_another_process_during_a_late_turn_replies_once(kit_factory) -> None:
+    """Process A runs over budget and answers `success`; WeChat's retry lands on
+    process B while A's turn is still blocked. Exactly one of them may deliver
+    the reply: B in its HTTP answer, or A through the customer-service API."""
+    async with kit_factory(budget_s=0.5) as a, kit_factory() as b:
+        await a.wechat.say(USER, "我要反映问题，楼道灯坏了一个月")
+        await a.wechat.say(USER, "幸福路9号楼")
+        await a.wechat.say(USER, "不留")
+        started = threading.Event()
+        holder = hold_write_lock(a.core.settings.db_path, 1.5, started)
+        started.wait(5)
+        msg_id = a.wechat.next_msg_id()
+        first = await a.wechat.say(USER, "确认", msg_id=msg_id)
+        assert first.body == "success"
+        retry = await b.wechat.say(USER, "确认", msg_id=msg_id)
+        await asyncio.to_thread(holder.join)
+        in_answer = 1 if retry.text and "工单号" in retry.text else 0
+        await asyncio.sleep(1.5)  # both outbox workers have had their chance
+        by_api = [t for t in a.api.texts_to(USER) if "工单号" in t]
+        assert in_answer + len(by_api) == 1, (retry.body, by_api)
+        assert ticket_count(a) == 1
