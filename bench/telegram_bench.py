@@ -15,7 +15,7 @@ A chat sends its next message at its next slot of the offered rate, and never
 before the bot answered the previous one (a person waits for the answer).
 
 Latency is measured twice: the webhook's own answer (200 after the secret
-check, decode and enqueue), and end to end, from the POST until the first
+check, decode and handling, reply sent), and end to end, from the POST until the first
 sendMessage of the reply reaches the Bot API stub. Afterwards a share of the
 updates is posted again, as Telegram does when it did not see a 200, and the
 tickets are counted: every round must give exactly one ticket per chat.
@@ -419,7 +419,7 @@ def report(args: argparse.Namespace, bench: Bench, result: dict[str, Any]) -> No
     print(f"throughput    {rate:.1f} updates/s (wall {wall:.2f} s)")
     print(
         f"webhook ack   p50 {pct(bench.ack_ms, 50):.1f} ms   p99 {pct(bench.ack_ms, 99):.1f} ms"
-        "   (POST -> 200: secret check, decode, enqueue)"
+        "   (POST -> 200: secret check, decode, handle, sendMessage)"
     )
     print(
         f"reply e2e     p50 {pct(bench.e2e_ms, 50):.1f} ms   p99 {p99:.1f} ms   "

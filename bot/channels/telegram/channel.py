@@ -2,9 +2,14 @@
 good at (decoding updates, commands, callback queries, flood limits) while the
 dialogue itself stays with our dispatcher.
 
-    POST /telegram  -> secret check -> Update.de_json -> update_queue   (webhook)
-    getUpdates      -> update_queue                                     (--telegram-polling)
-    update_queue    -> handlers -> IncomingMessage -> Dispatcher.handle -> sendMessage
+    POST /telegram  -> secret check -> Update.de_json -> handlers, then 200   (webhook)
+    getUpdates      -> update_queue -> handlers                               (--telegram-polling)
+    handlers        -> IncomingMessage -> Dispatcher.handle -> sendMessage
+
+A webhook update is handled before its 200: Telegram re-sends an update it
+got no 200 for, so one in flight when the process dies is not lost (the
+dispatcher's de-duplication by update makes the re-send harmless). PTB's own
+webhook server answers first and queues in memory, where a crash loses it.
 
 Updates of different chats run concurrently; one member's updates in one
 chat run in order (`PerChatUpdateProcessor`). Two background loops deliver the
@@ -336,7 +341,8 @@ class TelegramChannel:
     # -- webhook --------------------------------------------------------
 
     async def webhook(self, request: Request) -> Response:
-        """Only checks, decodes and enqueues: the reply goes out with sendMessage."""
+        """Checks, decodes and handles the update; 200 once it is handled (the
+        reply itself goes out with sendMessage)."""
         secret = self.core.settings.telegram_webhook_secret
         given = request.headers.get(SECRET_HEADER)
         if (
@@ -359,7 +365,8 @@ class TelegramChannel:
         except Exception as exc:
             log.warning("telegram: rejected a webhook body that is not an Update (%s)", type(exc))
             return Response(status_code=400)
-        await app.update_queue.put(update)
+        # Through the update processor, so that one chat's updates keep their order.
+        await app.update_processor.process_update(update, app.process_update(update))
         return Response(status_code=200)
 
     # -- handlers -------------------------------------------------------

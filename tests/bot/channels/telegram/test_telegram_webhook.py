@@ -112,6 +112,19 @@ async def test_edited_message_in_a_group_is_ignored(tg: Any) -> None:
     assert await tg.say(update) == []
 
 
+async def test_the_200_comes_after_the_update_was_handled(tg: Any) -> None:
+    """Telegram re-sends an update until it gets a 200: answering only once the
+    reply went out means an update in flight when the process dies is re-sent,
+    not lost."""
+    user = tg.person(600002, "小周")
+    before = len(tg.api.find("sendMessage"))
+    response = await tg.post(tg.message(user, "你好"))  # no drain: nothing is left queued
+    assert response.status_code == 200
+    sent = [c for c in tg.api.find("sendMessage")[before:] if c.chat() == 600002]
+    assert len(sent) == 1 and "同心" in sent[0].params["text"]
+    assert len(_in_log(tg, 600002)) == 1
+
+
 async def test_redelivered_update_is_handled_once(tg: Any) -> None:
     user = tg.person(600001, "小李")
     update = tg.message(user, "我要转人工")
