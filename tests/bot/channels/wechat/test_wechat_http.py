@@ -320,16 +320,23 @@ def hold_write_lock(db_path: Any, seconds: float, started: threading.Event) -> t
     return thread
 
 
+async def blocked_at_confirmation(kit: Any, problem: str, seconds: float) -> threading.Thread:
+    """A report form filled up to its confirmation, and the database's write lock
+    held by another connection for `seconds` (join the returned thread)."""
+    await kit.wechat.say(USER, f"我要反映问题，{problem}")
+    await kit.wechat.say(USER, "幸福路7号楼")
+    await kit.wechat.say(USER, "不留")
+    started = threading.Event()
+    holder = hold_write_lock(kit.core.settings.db_path, seconds, started)
+    started.wait(5)
+    return holder
+
+
 async def test_over_budget_answers_success_and_delivers_via_customer_service_api(
     kit_factory,
 ) -> None:
     async with kit_factory(budget_s=0.5) as kit:
-        await kit.wechat.say(USER, "我要反映问题，楼道里堆满了杂物")
-        await kit.wechat.say(USER, "幸福路7号楼")
-        await kit.wechat.say(USER, "不留")
-        started = threading.Event()
-        holder = hold_write_lock(kit.core.settings.db_path, 2.0, started)
-        started.wait(5)
+        holder = await blocked_at_confirmation(kit, "楼道里堆满了杂物", 2.0)
         msg_id = kit.wechat.next_msg_id()
         t0 = time.perf_counter()
         answer = await kit.wechat.say(USER, "确认", msg_id=msg_id)
@@ -385,12 +392,7 @@ async def test_a_retry_on_another_process_during_a_late_turn_replies_once(kit_fa
     process B while A's turn is still blocked. Exactly one of them may deliver
     the reply: B in its HTTP answer, or A through the customer-service API."""
     async with kit_factory(budget_s=0.5) as a, kit_factory() as b:
-        await a.wechat.say(USER, "我要反映问题，楼道灯坏了一个月")
-        await a.wechat.say(USER, "幸福路9号楼")
-        await a.wechat.say(USER, "不留")
-        started = threading.Event()
-        holder = hold_write_lock(a.core.settings.db_path, 1.5, started)
-        started.wait(5)
+        holder = await blocked_at_confirmation(a, "楼道灯坏了一个月", 1.5)
         msg_id = a.wechat.next_msg_id()
         first = await a.wechat.say(USER, "确认", msg_id=msg_id)
         assert first.body == "success"
