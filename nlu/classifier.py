@@ -99,9 +99,6 @@ class IntentModel:
             else (self.dense_weights / self.temperature).astype(np.float64)
         )
 
-    def known_features(self, features: Sequence[str]) -> int:
-        return sum(1 for f in features if f in self._index)
-
     def scores(
         self, features: Sequence[str], dense: np.ndarray | None = None
     ) -> tuple[np.ndarray, int]:

@@ -153,9 +153,6 @@ class Featurizer:
         norm = normalize_text(text)[: self.config.max_chars]
         return self.encode_normalized(norm, entities)
 
-    def features_normalized(self, norm: str, entities: Sequence[Entity] = ()) -> list[str]:
-        return self.encode_normalized(norm, entities).features
-
     def encode_normalized(self, norm: str, entities: Sequence[Entity] = ()) -> Encoded:
         config = self.config
         out: list[str] = []

@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.app import Core
+    from bot.settings import Settings
+    from nlu.training_data import TrainingDataError
 
 
 class CliError(Exception):
@@ -68,6 +73,37 @@ def add_group(sub: Any, name: str, help_text: str, description: str, example: st
 
     group.set_defaults(handler=show_help)
     return group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
+def bot_settings(args: argparse.Namespace) -> Settings:
+    """The bot's settings from the environment, `--db` over `$TONGXIN_DB`."""
+    from bot.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env(db=str(db_path(args)))
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def build_core_or_exit(settings: Settings, **kwargs: Any) -> Core:
+    """`build_core`, with a missing model, training data or word vectors as a
+    CLI error (exit status 2) instead of a traceback."""
+    from bot.app import build_core
+    from nlu.classifier import ModelError
+    from nlu.training_data import TrainingDataError
+
+    try:
+        return build_core(settings, **kwargs)
+    except ModelError as exc:
+        raise CliError(str(exc)) from exc
+    except TrainingDataError as exc:
+        raise data_error(exc) from None
+
+
+def data_error(exc: TrainingDataError) -> CliError:
+    """Unusable NLU data, with the first problems found, file and item each."""
+    details = "".join(f"\n  {p}" for p in exc.problems[:20])
+    return CliError(f"{exc}{details}")
 
 
 def read_stdin_lines() -> list[str]:

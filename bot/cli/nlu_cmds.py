@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.cli.common import CliError, add_command, add_group
+from bot.cli.common import CliError, add_command, add_group, data_error
 
 if TYPE_CHECKING:
     from nlu.settings import NluSettings
@@ -170,8 +170,7 @@ def _load_parser(settings: NluSettings) -> Any:
     try:
         return load_parser(settings, notify=_note)
     except TrainingDataError as exc:
-        details = "".join(f"\n  {p}" for p in exc.problems[:20])
-        raise CliError(f"{exc}{details}") from None
+        raise data_error(exc) from None
     except ModelError as exc:
         raise CliError(str(exc)) from None
 
@@ -189,8 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         _model, summary = train_and_save(files, settings.resolved_model_dir(), tokenizer)
     except TrainingDataError as exc:
-        details = "".join(f"\n  {p}" for p in exc.problems[:20])
-        raise CliError(f"{exc}{details}") from None
+        raise data_error(exc) from None
     except OSError as exc:
         raise CliError(
             f"cannot write the model to {settings.resolved_model_dir()}: {exc}"
@@ -287,8 +285,7 @@ def cmd_test(args: argparse.Namespace) -> int:
                 source = "training data (use --cv K for an honest estimate)"
             report = evaluate_parser(parser, examples, source)
     except TrainingDataError as exc:
-        details = "".join(f"\n  {p}" for p in exc.problems[:20])
-        raise CliError(f"{exc}{details}") from None
+        raise data_error(exc) from None
     print(format_report(report))
     if args.errors:
         print(f"\n  first {args.errors} misclassified (gold -> predicted, top confidence):")

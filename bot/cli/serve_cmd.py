@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from bot.cli.common import CliError, add_command, db_path
+from bot.cli.common import CliError, add_command, bot_settings, build_core_or_exit
 
 
 def register(sub: Any) -> None:
@@ -53,17 +53,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from bot.app import build_core
-    from bot.settings import Settings, SettingsError
     from bot.web import create_app
-    from nlu.classifier import ModelError
-    from nlu.training_data import TrainingDataError
 
     logging.basicConfig(level=logging.INFO)
-    try:
-        settings = Settings.from_env(db=str(db_path(args)) if args.db else None)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from exc
+    settings = bot_settings(args)
     if args.telegram_polling and not settings.telegram_token:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
     if args.workers < 1:
@@ -82,10 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
         return 0
-    try:
-        core = build_core(settings, inline_outbox=frozenset())
-    except (ModelError, TrainingDataError) as exc:
-        raise CliError(str(exc)) from exc
+    core = build_core_or_exit(settings, inline_outbox=frozenset())
     try:
         channels = build_channels(core, telegram_polling=args.telegram_polling)
     except ValueError as exc:

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli.common import CliError, add_command, db_path, default_db_path
+from bot.cli.common import (
+    add_command,
+    bot_settings,
+    build_core_or_exit,
+    default_db_path,
+)
 
 QUIT_WORDS = frozenset({"/quit", "/exit"})
 
@@ -55,18 +60,10 @@ def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
 
 
 def run_shell(args: argparse.Namespace) -> int:
-    from bot.app import build_core
-    from bot.settings import Settings, SettingsError
     from flows.messages import IncomingMessage
-    from nlu.classifier import ModelError
-    from nlu.training_data import TrainingDataError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    try:
-        settings = Settings.from_env(db=str(db_path(args)))
-        core = build_core(settings)
-    except (SettingsError, ModelError, TrainingDataError) as exc:
-        raise CliError(str(exc)) from exc
+    core = build_core_or_exit(bot_settings(args))
     user = str(args.user).strip() or "shell-user"
 
     def say(text: str) -> None:

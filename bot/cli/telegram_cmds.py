@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from bot.cli.common import CliError, add_command, add_group
+from bot.cli.common import CliError, add_command, add_group, bot_settings
 
 if TYPE_CHECKING:
     from telegram import Bot
@@ -71,13 +71,7 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from bot.cli.common import db_path
-    from bot.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env(db=str(db_path(args)) if args.db else None)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from exc
+    settings = bot_settings(args)
     if not settings.telegram_token:
         raise CliError("set TONGXIN_TELEGRAM_TOKEN (the bot token from @BotFather)")
     return settings

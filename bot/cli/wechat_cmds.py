@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import CliError, add_command, add_group, db_path
+from bot.cli.common import CliError, add_command, add_group, bot_settings
 
 
 def register(sub: Any) -> None:
@@ -35,14 +35,10 @@ def register(sub: Any) -> None:
 def cmd_menu(args: argparse.Namespace) -> int:
     from bot.channels.wechat.menu import MenuError, load_menu
     from bot.channels.wechat_api import WeChatApi, WeChatApiError, WeChatNetworkError
-    from bot.settings import Settings, SettingsError
     from flows.definitions import FlowBook, FlowDataError
     from flows.store import Store
 
-    try:
-        settings = Settings.from_env(db=str(db_path(args)) if args.db else None)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from exc
+    settings = bot_settings(args)
     data_dir = settings.data_dir
     path = Path(args.file) if args.file else data_dir / "wechat_menu.yml"
     try:

@@ -334,7 +334,9 @@ class WeChatChannel:
             if parts:
                 # Claimed for an HTTP answer that could not wait any longer (a
                 # claim slower than WeChat's 5 s): the outbox delivers instead.
-                await asyncio.to_thread(self._queue_unanswered, key, msg.user_id, parts)
+                await asyncio.to_thread(
+                    self._queue_late, key, msg.user_id, parts, unless_answered=False
+                )
             self._wake.set()  # a late thread queued its replies itself
         except Exception:
             log.exception("a late WeChat turn failed")
@@ -350,9 +352,6 @@ class WeChatChannel:
                 return False
             self.store.kv_set(_passive_key(key), "1", ttl_s=MARKER_TTL_S)
             return True
-
-    def _queue_unanswered(self, key: str, user_id: str, parts: list[str]) -> None:
-        self._queue_late(key, user_id, parts, unless_answered=False)
 
     def _queue_late(
         self, key: str, user_id: str, parts: list[str], *, unless_answered: bool = True
