@@ -89,6 +89,7 @@ def build_core(
         parse=parser.parse,
         fact=fact,
         settings=EngineSettings(form_idle_timeout=timedelta(minutes=settings.form_idle_minutes)),
+        read_act=parser.form_acts.rank if parser.form_acts is not None else None,
     )
     dispatcher = Dispatcher(
         store=store,

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flows.engine import DialogueEngine
-from flows.messages import Button, IncomingMessage, Reply
+from flows.messages import Button, IncomingMessage, Reply, conversation_key
 from flows.replies import Replies
 from flows.state import STATE_VERSION, ConversationState
 from flows.store import Store, utcnow
@@ -59,14 +59,6 @@ def replies_from_json(raw: str) -> list[Reply]:
             Reply(text=item["text"], buttons=buttons, private_payload=item.get("private_payload"))
         )
     return out
-
-
-def conversation_key(msg: IncomingMessage) -> str:
-    """Group chats keep their own small state per member, apart from the
-    member's private conversation (which holds forms and personal details)."""
-    if msg.in_group and msg.chat_id:
-        return f"{msg.user_id}@{msg.chat_id}"
-    return msg.user_id
 
 
 @dataclasses.dataclass(frozen=True)

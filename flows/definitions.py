@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-SLOT_TYPES = frozenset({"text", "name", "phone", "amount", "place", "choice"})
+SLOT_TYPES = frozenset({"text", "name", "phone", "amount", "place", "party", "choice"})
 CREATES = frozenset({"ticket", "volunteer"})
 
 
@@ -30,6 +30,8 @@ class SlotSpec:
     max: int | None = None
     min_chars: int = 1
     accepts_location: bool = False
+    label: str = ""  # what to call the slot when asking for it by name
+    labels: tuple[str, ...] = ()  # "地点在…": words that introduce this slot's value
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class FlowSpec:
 
     def slot(self, name: str) -> SlotSpec | None:
         return next((s for s in self.slots if s.name == name), None)
+
+    @property
+    def essentials(self) -> tuple[SlotSpec, ...]:
+        return tuple(s for s in self.slots if not s.optional)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,17 @@ class FlowBook:
     forget_words: tuple[str, ...] = ()
     field_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     by_intent: dict[str, FlowSpec] = field(default_factory=dict)
+    reuse_words: tuple[str, ...] = ()
+    resume_words: tuple[str, ...] = ()
+    just_asking_words: tuple[str, ...] = ()
+    service_menu: tuple[str, ...] = ()
+    vague_place_words: tuple[str, ...] = ()
+    exact_place_words: tuple[str, ...] = ()
+    role_words: tuple[str, ...] = ()
+    name_titles: tuple[str, ...] = ()
+    phone_labels: tuple[str, ...] = ()
+    request_words: tuple[str, ...] = ()
+    place_words: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, flows_path: Path, routing_path: Path) -> FlowBook:
@@ -98,7 +115,29 @@ class FlowBook:
                 str(k): tuple(v or ()) for k, v in (raw_flows.get("field_words") or {}).items()
             },
             by_intent={f.intent: f for f in flows.values()},
+            **{key: _words(raw_flows, key) for key in _WORD_LISTS},
         )
+
+
+_WORD_LISTS = (
+    "reuse_words",
+    "resume_words",
+    "just_asking_words",
+    "service_menu",
+    "vague_place_words",
+    "exact_place_words",
+    "role_words",
+    "name_titles",
+    "phone_labels",
+    "request_words",
+    "place_words",
+)
+
+
+def _words(raw: dict[str, Any], key: str) -> tuple[str, ...]:
+    # Longest first, so that removing them from a text never leaves a piece of a longer one.
+    words = [str(w) for w in raw.get(key) or ()]
+    return tuple(words if key == "service_menu" else sorted(words, key=len, reverse=True))
 
 
 def _read_yaml(path: Path) -> Any:
@@ -121,6 +160,8 @@ def _slot(raw: dict[str, Any]) -> SlotSpec:
         max=raw.get("max"),
         min_chars=int(raw.get("min_chars", 1)),
         accepts_location=bool(raw.get("accepts_location", False)),
+        label=str(raw.get("label") or raw["name"]),
+        labels=tuple(sorted((str(w) for w in raw.get("labels") or ()), key=len, reverse=True)),
     )
 
 
@@ -186,6 +227,15 @@ def validate_flow_data(
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"{flows_src}: name_patterns #{i + 1}: {exc}")
+    for i, target in enumerate(raw_flows.get("service_menu") or []):
+        if target != "ticket_status" and target not in raw_flows["flows"]:
+            problems.append(f"{flows_src}: service_menu #{i + 1}: unknown flow {target!r}")
+    for key in _WORD_LISTS:
+        value = raw_flows.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(w, str) and w for w in value)
+        ):
+            problems.append(f"{flows_src}: {key}: expected a list of non-empty strings")
     for key, action in (raw_flows.get("menu_actions") or {}).items():
         target = action.get("start") if isinstance(action, dict) else None
         if target is not None and target not in raw_flows["flows"]:

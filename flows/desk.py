@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from flows.definitions import FlowBook, FlowSpec
-from flows.messages import IncomingMessage, Reply
+from flows.messages import IncomingMessage, Reply, conversation_key
 from flows.replies import Replies
 from flows.state import FormState
 from flows.store import LOCAL_TZ, Store, Ticket, parse_iso
 from nlu.types import ParseResult
+
+HANDOFF_CONTEXT_MESSAGES = 12
 
 
 class ServiceDesk:
@@ -38,6 +40,9 @@ class ServiceDesk:
         fields: dict[str, Any] = dict(form.slots)
         if form.attachments:
             fields["attachments"] = list(form.attachments)
+        if form.notes:
+            # What the user said that fits no field: staff read it with the ticket.
+            fields["notes"] = "；".join(form.notes)
         route = self.book.routes[flow.kind]
         phone = _str_or_none(form.slots.get("phone"))
         if flow.creates == "volunteer":
@@ -80,6 +85,22 @@ class ServiceDesk:
         if form is not None:
             fields["unfinished_flow"] = form.flow
             fields["collected"] = {k: v for k, v in form.slots.items() if k not in ("phone",)}
+            if form.notes:
+                fields["collected"]["notes"] = "；".join(form.notes)
+        # The person who picks this up reads what was said, not just "转人工".
+        # The log is stored masked (ID numbers, phones).
+        recent = self.store.message_log(msg.channel, conversation_key(msg))[
+            -HANDOFF_CONTEXT_MESSAGES:
+        ]
+        if recent:
+            fields["conversation"] = [
+                {
+                    "at": m["at"],
+                    "from": "user" if m["direction"] == "in" else "bot",
+                    "text": m["text"],
+                }
+                for m in recent
+            ]
         ticket, _ = self.store.create_ticket(
             kind="human_handoff",
             department=route.department,

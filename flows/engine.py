@@ -3,6 +3,7 @@ and opens a ticket routed by data, or signs a volunteer up."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import secrets
@@ -16,35 +17,71 @@ from flows.definitions import FlowBook, FlowSpec, SlotSpec
 from flows.desk import ServiceDesk
 from flows.form_answers import (
     ACCEPT_WORDS,
-    answer_value,
     apply_corrections,
-    fill_others,
     missing_slot,
     prefill,
-    text_answer,
 )
+from flows.form_fill import add_note, fill
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.slots import (
-    InvalidAnswerError,
-    SlotValue,
     contains_any,
     is_question,
+    is_vague_place,
     meaningful_remainder,
 )
 from flows.state import ConversationState, FormState
 from flows.store import Store, iso, parse_iso
+from nlu.entities import mask_phone
+from nlu.tokenizer import fold_for_matching
 from nlu.types import SERVICE_INTENTS, IntentScore, ParseResult
 
 DEEPLINK_TTL_S = 24 * 3600
-STRONG_SWITCH_CONFIDENCE = 0.9
-_CANCEL_WORDS = ("取消", "不办了", "不弄了", "不申请了", "退出", "撤销", "不要了")
+STRONG_SWITCH_CONFIDENCE = 0.85
 _CONFIRM_WORDS = (
     *("确认", "提交", "确定", "没问题", "对的", "是的", "正确", "没错", "ok", "好", "好的"),
-    *("是", "对", "嗯", "嗯嗯", "可以", "行", "确认提交", "👌", "👍", "✅"),
+    *("是", "对", "嗯", "嗯嗯", "可以", "行", "确认提交", "👌", "👍", "✅", "yes", "对对"),
 )
+_CONFIRM_SET = frozenset(_CONFIRM_WORDS)
+_DENY_SET = frozenset(("不", "不是", "不对", "不用", "不要", "否", "no", "不行", "换一个", "换个"))
 _CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
-_DIGIT_CHOICE = re.compile(r"^\s*([1-9])\s*[.。、)）]?\s*$")
+# "3", "三", "第三个", "选3": a pick from a numbered list the bot just showed.
+_CHOICE = re.compile(
+    r"^\s*(?:选|第)?\s*([1-9一二三四五六七八九])\s*(?:个|项|条|种|号)?\s*[.。、)）]?\s*(?:吧|呗|啊)?\s*$"
+)
+_CN_NUMBERS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
+# Questions for information: these make "我想申请…，要什么材料" a question
+# even though it names the request.
+_INFO_QUESTION = re.compile(
+    r"怎么|怎样|如何|什么|啥|多少|几[个点天年月次]|哪|多久|多长|是否|有没有|要不要|需不需要|收费|利息|利率|条件"
+)
+_SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
+_ACCEPT_PARTS = ("申请", "办理", "报名", "预约", "试试", "要办", "想办", "办一", "登记")
+
+
+def _choice_number(text: str) -> int | None:
+    match = _CHOICE.match(text)
+    if match is None:
+        return None
+    digit = match.group(1)
+    return _CN_NUMBERS.get(digit) or int(digit)
+
+
+def _act_from_intent(text: str, parse: ParseResult) -> str:
+    """The act when no act model ships: the NLU's intent, read plainly."""
+    intent = parse.intent.name
+    acts = {
+        "affirm": "confirm",
+        "deny": "deny",
+        "cancel": "cancel",
+        "human_handoff": "handoff",
+        "greet": "chitchat",
+        "thanks": "chitchat",
+        "goodbye": "chitchat",
+    }
+    if intent in acts:
+        return acts[intent]
+    return "question" if is_question(text) else "answer"
 
 
 class FaqMatchLike(Protocol):
@@ -64,11 +101,16 @@ class FaqSource(Protocol):
     def get(self, entry_id: str) -> FaqMatchLike | None: ...
 
 
+ReadAct = Callable[[str, str, ParseResult], list[tuple[str, float]]]
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     form_idle_timeout: timedelta = timedelta(minutes=30)
     max_reprompts: int = 2  # after this many failed re-prompts the bot offers a person
     switch_confidence: float = 0.6  # a different service intent this sure switches flows
+    # Idle turns this recent prefill a form that starts after them.
+    context_window: timedelta = timedelta(minutes=10)
 
 
 class DialogueEngine:
@@ -82,6 +124,7 @@ class DialogueEngine:
         parse: Callable[[str], ParseResult],
         fact: Callable[[str], str | None],
         settings: EngineSettings | None = None,
+        read_act: ReadAct | None = None,
     ) -> None:
         self.book = book
         self.r = replies
@@ -90,6 +133,8 @@ class DialogueEngine:
         self.parse = parse
         self.fact = fact
         self.settings = settings or EngineSettings()
+        # (text, asked slot, parse) -> acts ranked, nlu/form_acts.py; None: from the intent.
+        self.read_act = read_act
         self.desk = ServiceDesk(book=book, replies=replies, store=store, fact=fact)
 
     # -- entry ----------------------------------------------------------
@@ -162,11 +207,14 @@ class DialogueEngine:
         if contains_any(text, self.book.forget_words):
             state.confirming_forget = True
             return [Reply(self.r.text("forget.confirm"))]
-        choice = _DIGIT_CHOICE.match(text)
-        if state.choices and choice:
-            replies = self._pick_choice(int(choice.group(1)), state)
+        choice = _choice_number(text)
+        menu, state.menu = state.menu, False
+        if state.choices and choice is not None:
+            replies = self._pick_choice(choice, state)
             if state.form is not None:
-                replies.append(Reply(self._resume(self._flow(state.form), state.form)))
+                replies.append(Reply(self._resume(self._flow(state.form), state.form, state)))
+        elif menu and choice is not None and state.form is None:
+            replies = self._menu_pick(choice, msg, state)
         elif state.form is not None:
             replies = self._form_turn(msg, parse, text, state)
         else:
@@ -175,7 +223,29 @@ class DialogueEngine:
             replies = [*replies, Reply("\n".join(notes))]
         return replies
 
+    def _menu_pick(self, n: int, msg: IncomingMessage, state: ConversationState) -> list[Reply]:
+        """A number answering the numbered list of services in "capabilities"."""
+        if not 1 <= n <= len(self.book.service_menu):
+            state.menu = True
+            return [Reply(self._say("menu.choice_unknown"))]
+        target = self.book.service_menu[n - 1]
+        if target not in self.book.flows:
+            empty = ParseResult(text="", intent=IntentScore(name="ticket_status", confidence=1.0))
+            return self.desk.status(msg, empty)
+        return self._start(self.book.flows[target], msg, None, state)
+
     def _idle_turn(
+        self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
+    ) -> list[Reply]:
+        replies = self._idle_reply(msg, parse, text, state)
+        if state.form is None and parse.intent.name not in _SOCIAL_INTENTS:
+            # Kept a few minutes: a form started next is prefilled from it.
+            state.recent = [*state.recent, {"at": state.last_active or "", "text": text[:500]}][-3:]
+        if any(self.r.text("capabilities") in r.text for r in replies):
+            state.menu = True
+        return replies
+
+    def _idle_reply(
         self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
     ) -> list[Reply]:
         intent = parse.intent.name
@@ -184,14 +254,20 @@ class DialogueEngine:
         offered_handoff, state.offered_handoff = state.offered_handoff, False
         if intent == "human_handoff" or (offered_handoff and intent == "affirm"):
             return self._handoff(msg, state, reason=text)
+        folded = fold_for_matching(text)
+        if state.paused and (
+            contains_any(folded, self.book.resume_words)
+            or (offer == "resume" and self._accepts(text, parse))
+        ):
+            return self._resume_paused(text, state)
         if offer and offer in self.book.flows:
             offered = self.book.flows[offer]
-            bare_yes = intent == "affirm" or text.rstrip("。!！ ") in ACCEPT_WORDS
-            if bare_yes or (intent == offered.intent and not is_question(text)):
+            accepted = self._accepts(text, parse) or self._gives_details(offered, text, parse)
+            if accepted or (intent == offered.intent and not is_question(text)):
                 # "开小吃店想贷五万，利息多少" -> FAQ answer -> "申请": the amount
                 # from the question is not asked again.
-                opening_text = offer_text if bare_yes else f"{offer_text}。{text}"
-                opening = (opening_text, self.parse(opening_text)) if opening_text else None
+                opening_text = f"{offer_text}。{text}" if offer_text else text
+                opening = (opening_text, self.parse(opening_text))
                 return self._start(offered, msg, opening, state)
         if intent == "ticket_status" or (
             parse.first("ticket_id") is not None and intent not in SERVICE_INTENTS
@@ -216,12 +292,22 @@ class DialogueEngine:
         }
         if intent in simple:
             return [Reply(self._say(simple[intent]))]
+        if intent in ("out_of_scope", "nlu_fallback") and offer in self.book.flows:
+            # "我身份证号…" between the offer and the answer to it: the offer stands.
+            state.offer, state.offer_text = offer, offer_text
         flow = self.book.by_intent.get(intent)
         if flow is not None:
-            if flow.faq_first and (is_question(text) or not contains_any(text, flow.start_words)):
+            just_asking = contains_any(folded, self.book.just_asking_words)
+            if just_asking or (
+                flow.faq_first
+                and not self._is_request(folded)
+                and (is_question(text) or not contains_any(text, flow.start_words))
+            ):
                 answered = self._faq_answer(text, state, offer_flow=flow)
                 if answered:
                     return answered
+                if just_asking:
+                    return [Reply(self.r.text("form.question_unknown"))]
             return self._start(flow, msg, (text, parse), state)
         if intent == "out_of_scope":
             return [Reply(self._say("out_of_scope"))]
@@ -229,6 +315,31 @@ class DialogueEngine:
         if answered:
             return answered
         return [Reply(self._say("faq.none" if intent == "service_info" else "fallback"))]
+
+    def _is_request(self, folded: str) -> bool:
+        """ "帮帮团能不能帮我调解一下？" asks for the service, not about it."""
+        return contains_any(folded, self.book.request_words) and not _INFO_QUESTION.search(folded)
+
+    def _gives_details(self, flow: FlowSpec, text: str, parse: ParseResult) -> bool:
+        """Details for the request the bot just offered to file are the start of
+        it: "我叫阿里木，电话139…", "我是开奶茶店的"."""
+        if (
+            parse.intent.name in SERVICE_INTENTS
+            and parse.intent.name != flow.intent
+            and parse.intent.confidence >= STRONG_SWITCH_CONFIDENCE
+        ):
+            return False
+        trial = FormState(flow=flow.name, form_id="")
+        prefill(self.book, flow, trial, text, parse, from_opening=False)
+        return bool(trial.slots)
+
+    def _accepts(self, text: str, parse: ParseResult) -> bool:
+        """Yes to the bot's offer: "申请", "好的", "嗯那我申请试试"."""
+        if parse.intent.name == "affirm" or text.rstrip("。!！ ") in ACCEPT_WORDS:
+            return True
+        if is_question(text):
+            return False
+        return contains_any(text, _ACCEPT_PARTS) and len(text) <= 16
 
     # -- FAQ ------------------------------------------------------------
 
@@ -249,6 +360,9 @@ class DialogueEngine:
             matches = preferred
         elif self.faq.ambiguous(matches) and len(matches) > 1:
             state.choices = [m.id for m in matches]
+            if offer_flow is not None:
+                state.offer = offer_flow.name
+                state.offer_text = text[:500]
             lines = [self.r.text("faq.choose")]
             buttons = []
             for n, m in enumerate(matches, 1):
@@ -302,6 +416,7 @@ class DialogueEngine:
         state: ConversationState,
     ) -> list[Reply]:
         state.choices = []
+        state.menu = False
         if msg.in_group and flow.personal:
             return [self._group_redirect(flow, msg, opening[0] if opening else "")]
         form = FormState(flow=flow.name, form_id=uuid.uuid4().hex)
@@ -309,18 +424,56 @@ class DialogueEngine:
         if opening is not None:
             text, parse = opening
             prefill(self.book, flow, form, text, parse)
+        # What the user said just before ("我在夜市摆了个烧烤摊，想再添一台冰柜")
+        # is not asked again; newest first, and never as the description.
+        for earlier in reversed(self._recent_texts(state)):
+            prefill(self.book, flow, form, earlier, self.parse(earlier), from_opening=False)
+        state.recent = []
+        for slot in flow.slots:
+            value = form.slots.get(slot.name)
+            if slot.type == "place" and value and is_vague_place(str(value), self.book):
+                form.vague.append(slot.name)
         lead = self.r.text("form.start", label=flow.label)
-        return [Reply(lead + "\n" + self._next_step(flow, form))]
+        return [Reply(lead + "\n" + self._next_step(flow, form, state))]
 
-    def _next_step(self, flow: FlowSpec, form: FormState) -> str:
+    def _recent_texts(self, state: ConversationState) -> list[str]:
+        if state.last_active is None:
+            return []
+        now = parse_iso(state.last_active)
+        window = self.settings.context_window
+        texts = []
+        for item in state.recent:
+            try:
+                if now - parse_iso(item["at"]) <= window:
+                    texts.append(item["text"])
+            except (KeyError, ValueError):
+                continue
+        return texts
+
+    def _next_step(
+        self, flow: FlowSpec, form: FormState, state: ConversationState | None = None
+    ) -> str:
         slot = missing_slot(flow, form)
         if slot is not None:
             form.asking = slot.name
             form.confirming = False
-            return self.r.text(slot.prompt)
+            return self._ask(flow, form, slot, state)
         form.asking = None
         form.confirming = True
         return self._summary(flow, form) + "\n" + self.r.text("form.confirm_prompt")
+
+    def _ask(
+        self, flow: FlowSpec, form: FormState, slot: SlotSpec, state: ConversationState | None
+    ) -> str:
+        """The question for `slot`; a name or phone given earlier in the
+        conversation is offered instead of asked again."""
+        known = state.profile.get(slot.name) if state is not None else None
+        if known and slot.type in ("phone", "name"):
+            form.pending = f"reuse:{slot.name}"
+            if slot.type == "phone":
+                return self.r.text("ask.phone_reuse", phone=mask_phone(known))
+            return self.r.text("ask.name_reuse", name=known)
+        return self.r.text(slot.prompt)
 
     def _summary(self, flow: FlowSpec, form: FormState) -> str:
         not_given = self.r.text("summary.not_given")
@@ -329,7 +482,42 @@ class DialogueEngine:
         values["amount_text"] = f"{int(amount):,}元" if isinstance(amount, int) else not_given
         values["attachments"] = f"{len(form.attachments)}张图片" if form.attachments else not_given
         header = self.r.text("summary.header", label=flow.label)
-        return header + "\n" + self.r.text(flow.summary, **values)
+        summary = header + "\n" + self.r.text(flow.summary, **values)
+        if form.notes:
+            summary += "\n" + self.r.text("summary.notes", notes="；".join(form.notes))
+        return summary
+
+    def _remember(self, state: ConversationState, form: FormState) -> None:
+        """Keep the name and phone for reuse later in the conversation."""
+        for name in ("name", "phone"):
+            value = form.slots.get(name)
+            if isinstance(value, str) and value:
+                state.profile[name] = value
+
+    def _with_resume_offer(self, text: str, state: ConversationState) -> str:
+        if not state.paused:
+            return text
+        label = self.book.flows[state.paused[-1].flow].label
+        state.offer = "resume"
+        return text + "\n" + self.r.text("form.resume_offer", label=label)
+
+    def _resume_paused(self, text: str, state: ConversationState) -> list[Reply]:
+        """ "刚才那个贷款接着弄": the form put aside, named or the last one."""
+        if not state.paused:
+            return [Reply(self.r.text("form.nothing_to_resume"))]
+        folded = fold_for_matching(text)
+        chosen = state.paused[-1]
+        for form in state.paused:
+            flow = self.book.flows.get(form.flow)
+            if flow is not None and contains_any(folded, (*flow.start_words, flow.label)):
+                chosen = form
+        state.paused = [f for f in state.paused if f is not chosen]
+        if chosen.flow not in self.book.flows:
+            return [Reply(self.r.text("form.reset"))]
+        flow = self.book.flows[chosen.flow]
+        state.form = chosen
+        chosen.pending = None
+        return [Reply(self._resume(flow, chosen, state))]
 
     def _form_turn(
         self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
@@ -337,80 +525,266 @@ class DialogueEngine:
         form = state.form
         assert form is not None
         flow = self._flow(form)
-        intent = parse.intent.name
-        declining = contains_any(text, self.book.decline_words)
-        optional_open = next(
+        if form.pending:
+            answered = self._pending_turn(msg, parse, text, state, flow, form)
+            if answered is not None:
+                return answered
+        if parse.intent.name == "ticket_status" and parse.first("phone") is None:
+            return [*self.desk.status(msg, parse), Reply(self._resume(flow, form))]
+        slot = (
+            None if form.confirming else (flow.slot(form.asking or "") or missing_slot(flow, form))
+        )
+        if slot is None and not form.confirming:
+            return [Reply(self._next_step(flow, form, state))]
+        act = self._act(text, "confirm" if slot is None else slot.name, parse, slot)
+        if act == "handoff":
+            return self._handoff(msg, state, reason=text)
+        if form.offered_handoff and parse.intent.name == "affirm":
+            return self._handoff(msg, state, reason=self.r.text("handoff.reason_retries"))
+        if act == "cancel":
+            if contains_any(text, self.book.just_asking_words):
+                return self._just_asking_in_form(msg, text, state, flow)
+            return self._cancel(state, flow, form)
+        if act == "switch" or (
+            self._asks_to_switch(text, parse, flow, slot, act)
+            and not self._fills_something(flow, form, text, parse, slot, state)
+        ):
+            switched = self._switch(msg, parse, text, state, flow)
+            if switched is not None:
+                return switched
+        if form.confirming:
+            return self._confirm_turn(msg, parse, text, state, flow, form, act)
+        assert slot is not None
+        if act == "correction" and apply_corrections(
+            self.book, flow, form, text, parse, require_marker=False
+        ):
+            return [
+                Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form, state))
+            ]
+        filled = fill(
+            self.book,
+            flow,
+            form,
+            text,
+            parse,
+            asked=slot,
+            profile=state.profile,
+            correcting=act == "correction",
+            free_text=act in ("answer", "correction"),
+        )
+        self._remember(state, form)
+        if filled.slots:
+            form.retries = 0
+            form.offered_handoff = False
+            if act == "question" and slot.name not in filled.slots:
+                answered = self._question_in_form(text, state, flow)
+                return [*answered, Reply(self._next_step(flow, form, state))]
+            return [Reply(self._next_step(flow, form, state))]
+        if act == "question":
+            answered = self._question_in_form(text, state, flow)
+            return [*answered, Reply(self._resume(flow, form, state))]
+        if act == "confirm":
+            return self._done_with_details(msg, state, flow, form, slot)
+        if act in ("decline", "deny"):
+            return self._decline(flow, form, slot, state)
+        if filled.problem is not None:
+            return [self._reprompt(flow, form, filled.problem.reply_id, **filled.problem.values)]
+        if act == "chitchat":
+            lead = (
+                self._say("thanks")
+                if parse.intent.name == "thanks"
+                else self.r.text("form.chitchat")
+            )
+            return [Reply(lead + "\n" + self._ask(flow, form, slot, state))]
+        if slot.optional:
+            # Asked once; whatever the user said instead is kept for staff.
+            add_note(form, text)
+            form.asked_once.append(slot.name)
+            return [Reply(self._next_step(flow, form, state))]
+        reply_id = "invalid.text" if slot.type in ("text", "place", "party") else slot.prompt
+        return [self._reprompt(flow, form, reply_id)]
+
+    def _act(self, text: str, asked: str, parse: ParseResult, slot: SlotSpec | None) -> str:
+        """What the message does in the form (nlu/form_acts.py), with the few
+        rules that no reading may override: a typed value for the slot asked
+        is an answer ("五万吧？"), and so is "用刚才那个号"."""
+        if slot is not None and (
+            (slot.type == "phone" and parse.first("phone") is not None)
+            or (slot.type == "amount" and parse.first("amount") is not None)
+        ):
+            return "answer"
+        if contains_any(fold_for_matching(text), self.book.reuse_words):
+            return "answer"
+        if self.read_act is not None:
+            return self.read_act(text, asked, parse)[0][0]
+        return _act_from_intent(text, parse)
+
+    def _pending_turn(
+        self,
+        msg: IncomingMessage,
+        parse: ParseResult,
+        text: str,
+        state: ConversationState,
+        flow: FlowSpec,
+        form: FormState,
+    ) -> list[Reply] | None:
+        """The answer to the bot's own yes/no question ("确定要取消吗", "还用这个号码吗");
+        anything else is read as an ordinary turn."""
+        pending, form.pending = form.pending, None
+        yes_no = self._yes_no(text, parse)
+        if pending == "cancel":
+            if yes_no == "yes" or parse.intent.name == "cancel":
+                return self._cancelled(state, flow)
+            if yes_no == "no":
+                return [
+                    Reply(
+                        self.r.text("form.cancel_kept") + "\n" + self._next_step(flow, form, state)
+                    )
+                ]
+            return None
+        if pending and pending.startswith("reuse:"):
+            name = pending.split(":", 1)[1]
+            if yes_no == "yes" and name in state.profile:
+                form.slots[name] = state.profile[name]
+                return [Reply(self._next_step(flow, form, state))]
+            if yes_no == "no":
+                slot = flow.slot(name)
+                return [Reply(self.r.text(slot.prompt if slot else "invalid.text"))]
+        return None
+
+    def _yes_no(self, text: str, parse: ParseResult) -> str | None:
+        plain = text.strip(" 。!！~～,，").lower()
+        if parse.intent.name == "affirm" or plain in _CONFIRM_SET:
+            return "yes"
+        if parse.intent.name == "deny" or plain in _DENY_SET:
+            return "no"
+        return None
+
+    def _cancel(self, state: ConversationState, flow: FlowSpec, form: FormState) -> list[Reply]:
+        if form.slots:
+            form.pending = "cancel"
+            return [Reply(self.r.text("form.confirm_cancel", label=flow.label))]
+        return self._cancelled(state, flow)
+
+    def _cancelled(self, state: ConversationState, flow: FlowSpec) -> list[Reply]:
+        state.form = None
+        text = self.r.text("form.cancelled", label=flow.label)
+        return [Reply(self._with_resume_offer(text, state))]
+
+    def _just_asking_in_form(
+        self, msg: IncomingMessage, text: str, state: ConversationState, flow: FlowSpec
+    ) -> list[Reply]:
+        """ "不要预约 就问问": drop the form the question started and answer it."""
+        state.form = None
+        answered = self._faq_answer(text, state, offer_flow=flow, prefer=flow.faq_prefixes)
+        return answered or [Reply(self.r.text("form.question_unknown"))]
+
+    def _fills_something(
+        self,
+        flow: FlowSpec,
+        form: FormState,
+        text: str,
+        parse: ParseResult,
+        slot: SlotSpec | None,
+        state: ConversationState,
+    ) -> bool:
+        """Would this message give the open form a value that says what it is
+        ("具体是长青路126号…", "开电器维修铺")? Then it is no switch."""
+        trial = copy.deepcopy(form)
+        filled = fill(self.book, flow, trial, text, parse, asked=slot, profile={}, free_text=False)
+        return bool(filled.slots)
+
+    def _asks_to_switch(
+        self, text: str, parse: ParseResult, flow: FlowSpec, slot: SlotSpec | None, act: str
+    ) -> bool:
+        """Another service asked for mid-form: with "算了/先不说这个…", or as a
+        long, clear request where no story was asked ("也不是跟谁有矛盾，就是
+        单元门口的井盖塌了，帮我报上去")."""
+        target = self.book.by_intent.get(parse.intent.name)
+        if target is None or target.name == flow.name or act == "question":
+            return False
+        rest = len(meaningful_remainder(text, parse, self.book))
+        if (
+            parse.intent.confidence >= self.settings.switch_confidence
+            and rest >= 4
+            and contains_any(text, self.book.switch_words)
+        ):
+            return True
+        story_asked = slot is not None and slot.name == "description"
+        typed = any(e.entity in ("phone", "amount") for e in parse.entities)
+        return (
+            parse.intent.confidence >= STRONG_SWITCH_CONFIDENCE
+            and rest >= 10
+            and not story_asked
+            and not typed
+        )
+
+    def _switch(
+        self,
+        msg: IncomingMessage,
+        parse: ParseResult,
+        text: str,
+        state: ConversationState,
+        flow: FlowSpec,
+    ) -> list[Reply] | None:
+        """Put the form aside (it can be resumed) and start the one asked for."""
+        target = next(
             (
-                s
-                for s in flow.slots
-                if s.optional and s.name not in form.slots and s.name not in form.declined
+                self.book.by_intent[s.name]
+                for s in parse.intent_ranking
+                if s.name in self.book.by_intent
+                and self.book.by_intent[s.name].name != flow.name
+                and s.confidence >= 0.2
             ),
             None,
         )
-        # "我不想留电话" declines the optional phone; it does not cancel the report.
-        if (
-            declining
-            and optional_open is not None
-            and not form.confirming
-            and (form.asking == optional_open.name or parse.first("phone") is None)
-        ):
-            form.declined.append(optional_open.name)
+        if target is None:
+            return None
+        form = state.form
+        assert form is not None
+        if form.slots:
+            form.pending = None
+            state.paused = [*[f for f in state.paused if f.flow != form.flow][-2:], form]
+            lead = self.r.text("form.paused", old=flow.label)
+        else:
+            lead = self.r.text("form.switched", old=flow.label)
+        state.form = None
+        started = self._start(target, msg, (text, parse), state)
+        return [Reply(lead), *started]
+
+    def _question_in_form(self, text: str, state: ConversationState, flow: FlowSpec) -> list[Reply]:
+        answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
+        return answered or [Reply(self.r.text("form.question_unknown"))]
+
+    def _done_with_details(
+        self,
+        msg: IncomingMessage,
+        state: ConversationState,
+        flow: FlowSpec,
+        form: FormState,
+        slot: SlotSpec,
+    ) -> list[Reply]:
+        """ "好的，提交吧" while a detail is asked: the nice-to-have ones stay empty,
+        an essential one still missing is asked for by name."""
+        for other in flow.slots:
+            if other.optional and other.name not in form.slots and other.name not in form.declined:
+                form.declined.append(other.name)
+        missing = missing_slot(flow, form)
+        if missing is None:
+            return self._submit(msg, state, flow, form)
+        form.asking = missing.name
+        lead = self.r.text("form.essential_missing", field=missing.label)
+        return [Reply(lead + "\n" + self._ask(flow, form, missing, state))]
+
+    def _decline(
+        self, flow: FlowSpec, form: FormState, slot: SlotSpec, state: ConversationState
+    ) -> list[Reply]:
+        if slot.optional:
+            form.declined.append(slot.name)
             form.retries = 0
             done = self.r.text("form.declined_optional")
-            return [Reply(done + "\n" + self._next_step(flow, form))]
-        if not declining and (
-            intent == "cancel"
-            or text.rstrip("吧了。!！ ") in _CANCEL_WORDS
-            or (contains_any(text, _CANCEL_WORDS) and len(text) <= 8)
-        ):
-            state.form = None
-            return [Reply(self.r.text("form.cancelled", label=flow.label))]
-        if intent == "human_handoff":
-            return self._handoff(msg, state, reason=text)
-        if form.offered_handoff and intent == "affirm":
-            return self._handoff(msg, state, reason=self.r.text("handoff.reason_retries"))
-        if intent == "ticket_status" and parse.first("phone") is None:
-            return [*self.desk.status(msg, parse), Reply(self._resume(flow, form))]
-        if form.confirming:
-            return self._confirm_turn(msg, parse, text, state, flow, form)
-
-        if apply_corrections(self.book, flow, form, text, parse, require_marker=True):
-            # The message was about an earlier answer, not the question just asked.
-            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
-        slot = flow.slot(form.asking or "") or missing_slot(flow, form)
-        if slot is None:
-            return [Reply(self._next_step(flow, form))]
-
-        # Details given out of order ("幸福小区5栋" when asked for a phone) are kept.
-        others = fill_others(self.book, flow, form, text, parse, asked=slot)
-        found: SlotValue | None = None
-        problem: InvalidAnswerError | None = None
-        if slot.type in ("phone", "amount", "name"):
-            # A typed answer wins over everything else: "五万吧？" is an amount.
-            try:
-                found = answer_value(self.book, slot, text, parse)
-            except InvalidAnswerError as exc:
-                problem = exc
-        if found is None and not others:
-            if is_question(text):
-                answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
-                if answered:
-                    return [*answered, Reply(self._resume(flow, form))]
-            switched = self._maybe_switch(msg, parse, text, state, flow, slot)
-            if switched is not None:
-                return switched
-            if problem is not None:
-                return [self._reprompt(flow, form, problem.reply_id, **problem.values)]
-        if found is None and problem is None and slot.type not in ("phone", "amount", "name"):
-            found = text_answer(self.book, slot, form, text, parse, others)
-        if found is not None:
-            form.slots[slot.name] = found.value
-        if found is None and not others:
-            reply_id = "invalid.text" if slot.type in ("text", "place") else slot.prompt
-            return [self._reprompt(flow, form, reply_id)]
-        form.retries = 0
-        form.offered_handoff = False
-        return [Reply(self._next_step(flow, form))]
+            return [Reply(done + "\n" + self._next_step(flow, form, state))]
+        return [self._reprompt(flow, form, "form.essential_declined", field=slot.label)]
 
     def _reprompt(self, flow: FlowSpec, form: FormState, reply_id: str, **values: Any) -> Reply:
         form.retries += 1
@@ -423,43 +797,12 @@ class DialogueEngine:
             again = ""
         return Reply(self.r.text(reply_id, **values) + again)
 
-    def _resume(self, flow: FlowSpec, form: FormState) -> str:
-        return self.r.text("form.resume", label=flow.label) + "\n" + self._next_step(flow, form)
-
-    def _maybe_switch(
-        self,
-        msg: IncomingMessage,
-        parse: ParseResult,
-        text: str,
-        state: ConversationState,
-        flow: FlowSpec,
-        slot: SlotSpec,
-    ) -> list[Reply] | None:
-        intent = parse.intent
-        target = self.book.by_intent.get(intent.name)
-        if target is None or target.name == flow.name:
-            return None
-        if intent.confidence < self.settings.switch_confidence:
-            return None
-        typed_answer = slot.type in ("phone", "amount") and (
-            parse.first("phone") is not None or parse.first("amount") is not None
+    def _resume(
+        self, flow: FlowSpec, form: FormState, state: ConversationState | None = None
+    ) -> str:
+        return (
+            self.r.text("form.resume", label=flow.label) + "\n" + self._next_step(flow, form, state)
         )
-        if typed_answer:
-            return None
-        # Without "算了/我想/另外…" only a long, very clear request switches:
-        # "在二道桥市场" answers a question, it does not start a report.
-        asked_to_switch = contains_any(text, self.book.switch_words)
-        clear_request = (
-            intent.confidence >= STRONG_SWITCH_CONFIDENCE
-            and len(meaningful_remainder(text, parse, self.book)) >= 8
-            and slot.type not in ("text", "place")
-        )
-        if not (asked_to_switch or clear_request):
-            return None
-        state.form = None
-        lead = self.r.text("form.switched", old=flow.label)
-        started = self._start(target, msg, (text, parse), state)
-        return [Reply(lead), *started]
 
     def _confirm_turn(
         self,
@@ -469,31 +812,45 @@ class DialogueEngine:
         state: ConversationState,
         flow: FlowSpec,
         form: FormState,
+        act: str,
     ) -> list[Reply]:
-        if apply_corrections(self.book, flow, form, text, parse, require_marker=False):
-            return [Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form))]
-        intent = parse.intent.name
-        plain = text.rstrip("。!！~ ").lower()
-        if intent == "affirm" or plain in {w.lower() for w in _CONFIRM_WORDS}:
+        if act in ("correction", "answer", "decline") and apply_corrections(
+            self.book, flow, form, text, parse, require_marker=False
+        ):
+            return [
+                Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form, state))
+            ]
+        if act in ("correction", "answer"):
+            filled = fill(
+                self.book,
+                flow,
+                form,
+                text,
+                parse,
+                asked=None,
+                profile=state.profile,
+                correcting=True,
+            )
+            if filled.slots:
+                return [
+                    Reply(self.r.text("form.corrected") + "\n" + self._next_step(flow, form, state))
+                ]
+        if act == "confirm" or self._yes_no(text, parse) == "yes":
             return self._submit(msg, state, flow, form)
-        if intent == "deny":
-            return [Reply(self.r.text("form.what_to_change"))]
-        if is_question(text):
-            answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
-            if answered:
-                return [*answered, Reply(self._resume(flow, form))]
-        switched = self._maybe_switch(msg, parse, text, state, flow, flow.slots[0])
-        if switched is not None:
-            return switched
+        if act == "question":
+            answered = self._question_in_form(text, state, flow)
+            return [*answered, Reply(self._resume(flow, form, state))]
         return [Reply(self.r.text("form.what_to_change"))]
 
     def _submit(
         self, msg: IncomingMessage, state: ConversationState, flow: FlowSpec, form: FormState
     ) -> list[Reply]:
+        summary = "" if form.confirming else self._summary(flow, form) + "\n"
         text, ref = self.desk.submit(msg, flow, form)
+        self._remember(state, form)
         state.form = None
         state.last_submitted = {"form_id": form.form_id, "ref": ref, "flow": flow.name}
-        return [Reply(text)]
+        return [Reply(self._with_resume_offer(summary + text, state))]
 
     def _forget(self, msg: IncomingMessage, text: str, state: ConversationState) -> list[Reply]:
         if text.strip(" 。!！") != "确认删除":
@@ -503,6 +860,9 @@ class DialogueEngine:
         state.choices = []
         state.offer = None
         state.last_submitted = None
+        state.paused = []
+        state.profile = {}
+        state.recent = []
         return [Reply(self.r.text("forget.done"))]
 
     # -- handoff, status ------------------------------------------------

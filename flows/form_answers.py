@@ -7,6 +7,8 @@ dialogue engine decides what to say about the result.
 
 from __future__ import annotations
 
+import re
+
 from flows.definitions import FlowBook, FlowSpec, SlotSpec
 from flows.slots import (
     InvalidAnswerError,
@@ -20,7 +22,7 @@ from flows.slots import (
 )
 from flows.state import FormState
 from nlu.tokenizer import normalize_text
-from nlu.types import ParseResult
+from nlu.types import Entity, ParseResult
 
 # Bare acceptances: after an FAQ answer they start the offered form; as the
 # answer to "what happened" they are no answer at all.
@@ -28,12 +30,23 @@ ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", 
 _DIALOGUE_ACTS = ("affirm", "deny", "greet", "thanks", "goodbye")
 
 
-def prefill(book: FlowBook, flow: FlowSpec, form: FormState, text: str, parse: ParseResult) -> None:
-    """Fill what the opening message already says ("开小吃店想贷五万" -> amount)."""
+def prefill(
+    book: FlowBook,
+    flow: FlowSpec,
+    form: FormState,
+    text: str,
+    parse: ParseResult,
+    *,
+    from_opening: bool = True,
+) -> None:
+    """Fill what the opening message already says ("开小吃店想贷五万" -> amount);
+    without `from_opening`, free-text slots (the description) are left alone."""
     for slot in flow.slots:
         if slot.name in form.slots:
             continue
         if slot.from_opening:
+            if not from_opening:
+                continue
             rest = meaningful_remainder(text, parse, book)
             if len(rest) >= slot.min_chars:
                 form.slots[slot.name] = text[:500]
@@ -47,9 +60,13 @@ def prefill(book: FlowBook, flow: FlowSpec, form: FormState, text: str, parse: P
 
 
 def missing_slot(flow: FlowSpec, form: FormState) -> SlotSpec | None:
+    """The next slot to ask: essential ones until given, nice-to-have ones once."""
     for slot in flow.slots:
-        if slot.name not in form.slots and slot.name not in form.declined:
-            return slot
+        if slot.name in form.slots or slot.name in form.declined:
+            continue
+        if slot.optional and slot.name in form.asked_once:
+            continue
+        return slot
     return None
 
 
@@ -146,7 +163,7 @@ def apply_corrections(
         if slot.type in ("phone", "amount"):
             entities = [e for e in parse.entities if e.entity == slot.type]
             if entities:
-                raw = entities[-1].value  # "不是139…，是138…": the last one counts
+                raw = _corrected_value(text, entities)
                 value = int(raw) if slot.type == "amount" else str(raw)
                 if slot.type == "amount" and not _in_range(slot, int(raw)):
                     value = None
@@ -161,6 +178,15 @@ def apply_corrections(
             form.slots[slot.name] = value
             changed = True
     return changed
+
+
+_NEW_VALUE_BEFORE = re.compile(r"(?:改成|改为|换成|应该是|是|贷|借|要|成)\s*$")
+
+
+def _corrected_value(text: str, entities: list[Entity]) -> str | int:
+    """ "不是139…，是138…": the last one; "要贷六万，四万不够": the one said as the new value."""
+    marked = [e for e in entities if _NEW_VALUE_BEFORE.search(text[max(0, e.start - 3) : e.start])]
+    return (marked or entities)[-1].value
 
 
 def _after_last_marker(text: str, markers: tuple[str, ...]) -> str:

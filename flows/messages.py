@@ -40,6 +40,14 @@ class IncomingMessage:
     display_name: str | None = None
 
 
+def conversation_key(msg: IncomingMessage) -> str:
+    """Group chats keep their own small state per member, apart from the
+    member's private conversation (which holds forms and personal details)."""
+    if msg.in_group and msg.chat_id:
+        return f"{msg.user_id}@{msg.chat_id}"
+    return msg.user_id
+
+
 @dataclass(frozen=True)
 class Button:
     label: str

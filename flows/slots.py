@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from flows.definitions import FlowBook, SlotSpec
-from nlu.tokenizer import normalize_text
+from nlu.tokenizer import fold_for_matching, normalize_text
 from nlu.types import ParseResult
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -19,7 +19,7 @@ _NAME_CHARS = re.compile(
     r"|[A-Za-z][A-Za-z ·.'-]{1,30})$"
 )
 # Characters that turn "我是开馕店的" into something other than a name.
-_NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯市区路街村楼号栋场门口")
+_NOT_IN_NAMES = set("的了想要在店开做住是我你他她们个吗呢吧啊哦嗯市区路街村楼号栋场门口伲倷哉")
 _QUESTION = re.compile(
     r"[?？]|吗|么$|呢$|多少|几点|几天|几个|哪里|哪儿|哪个|哪些|在哪|什么|啥|怎么|怎样|如何|"
     r"是否|能不能|可不可以|可以吗|有没有|要不要|需不需要|需要什么|收费|多久|多长时间"
@@ -55,27 +55,71 @@ def _entity_value(parse: ParseResult, name: str) -> str | int | None:
     return entity.value if entity is not None else None
 
 
+_SURNAME_ONLY = re.compile(
+    r"(?:^|(?<=[，,。.!！\s我俺伲]))(?:本人|我|俺|伲)?(?:免贵)?姓(?P<s>[\u4e00-\u9fa5]{1,2}?)"
+    r"(?=$|[，,。.!！；;\s]|叫|名|的|电话|手机|联系|是|住|在|，)"
+)
+
+
+_ABOUT_OTHERS = re.compile(r"对方|他|她|老板|房东|邻居|那个|那家|人家|租客")
+
+
 def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
+    """A name said in `text`, in the user's own characters: "我叫王芳", "叫我陆阿姨",
+    "我姓马，叫马玉兰" (the full name wins), "我姓黄" (黄先生/女士, which staff can
+    use), and with `answering` a bare "王芳" or "古丽娜尔"."""
+    text = _strip_phone_labels(text, book)
+    folded = fold_for_matching(text)
     for pattern in book.name_patterns:
-        match = pattern.search(text)
-        if match:
-            name = (match.groupdict().get("v") or match.group(0)).strip()
+        for match in pattern.finditer(folded):
+            start, end = match.span("v") if "v" in pattern.groupindex else match.span()
+            name = text[start:end].strip()
             if _acceptable_name(name, book):
                 return name
+    surname = _SURNAME_ONLY.search(folded)
+    if surname and _ABOUT_OTHERS.search(folded[: surname.start()]) and "我" not in surname.group():
+        surname = None  # "对方是房东，姓周": the other side's name
+    if surname:
+        family = text[surname.start("s") : surname.end("s")]
+        if not (set(family) & _NOT_IN_NAMES):
+            return f"{family}先生/女士"
     if answering:
         bare = re.sub(r"[\s，。,.!！~～:：]+$", "", text.strip())
-        bare = re.sub(r"^(?:叫|是|姓名|名字)[:：]?", "", bare)
+        bare = re.sub(r"^(?:我叫|叫我|我是|叫|是|姓名|名字|称呼)[:：]?\s*", "", bare)
+        bare = re.sub(r"(?:就行|就好|就可以|吧|啊|呀|哈)$", "", bare)
         if _NAME_CHARS.match(bare) and _acceptable_name(bare, book):
             return bare
     return None
 
 
+def _strip_phone_labels(text: str, book: FlowBook) -> str:
+    folded = fold_for_matching(text)
+    for label in book.phone_labels:
+        at = folded.find(label)
+        while at >= 0:
+            text = text[:at] + " " * len(label) + text[at + len(label) :]
+            folded = folded[:at] + " " * len(label) + folded[at + len(label) :]
+            at = folded.find(label)
+    return text
+
+
 def _acceptable_name(name: str, book: FlowBook) -> bool:
     if not name or name in book.not_names or _DIGITS.search(name):
         return False
-    if _CJK.search(name) and (set(name) & _NOT_IN_NAMES):
+    folded = fold_for_matching(name)
+    if any(word in folded for word in book.role_words):
+        return False
+    if _CJK.search(name) and (set(folded) & _NOT_IN_NAMES):
         return False
     return 2 <= len(name) <= 30
+
+
+def is_vague_place(value: str, book: FlowBook) -> bool:
+    """ "小区门口", "菜场那边", "我们楼下": true; "幸福路菜场北门", "3号楼": false."""
+    rest = fold_for_matching(value)
+    for word in book.vague_place_words:
+        rest = rest.replace(word, "")
+    return len(_CJK.findall(rest)) + len(_DIGITS.findall(rest)) < 2
 
 
 # "我住在幸福小区3号楼" -> "幸福小区3号楼"

@@ -19,6 +19,10 @@ class FormState:
     confirming: bool = False
     offered_handoff: bool = False
     attachments: list[str] = field(default_factory=list)
+    pending: str | None = None  # "cancel" or "reuse:<slot>": a yes/no question is open
+    asked_once: list[str] = field(default_factory=list)  # nice-to-have slots already asked
+    vague: list[str] = field(default_factory=list)  # slots whose value a better one replaces
+    notes: list[str] = field(default_factory=list)  # what the user said that fits no slot
 
 
 @dataclass
@@ -31,6 +35,11 @@ class ConversationState:
     confirming_forget: bool = False
     last_active: str | None = None
     last_submitted: dict[str, str] | None = None  # {"form_id", "ref", "flow"}
+    paused: list[FormState] = field(default_factory=list)  # forms put aside by a switch
+    # Name and phone given earlier in this conversation, offered for reuse.
+    profile: dict[str, str] = field(default_factory=dict)
+    recent: list[dict[str, str]] = field(default_factory=list)  # idle turns: {"at", "text"}
+    menu: bool = False  # the last reply was the numbered list of services
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -46,6 +55,7 @@ class ConversationState:
         try:
             form_data = data.get("form")
             form = FormState(**form_data) if form_data else None
+            paused = [FormState(**f) for f in data.get("paused") or [] if isinstance(f, dict)]
             return cls(
                 form=form,
                 choices=[str(c) for c in data.get("choices") or []],
@@ -55,6 +65,10 @@ class ConversationState:
                 confirming_forget=bool(data.get("confirming_forget", False)),
                 last_active=data.get("last_active"),
                 last_submitted=data.get("last_submitted"),
+                paused=paused,
+                profile={str(k): str(v) for k, v in (data.get("profile") or {}).items()},
+                recent=[dict(r) for r in data.get("recent") or [] if isinstance(r, dict)],
+                menu=bool(data.get("menu", False)),
             )
         except (TypeError, ValueError):
             return cls()

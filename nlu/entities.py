@@ -45,7 +45,7 @@ _ARABIC = r"\d+(?:,\d{3})*(?:\.\d+)?"
 # units (3万5千, 两万五, 十万零五百); two digit runs of different scripts never
 # touch, so in ¥30000一年 the number ends at 30000.
 _NUMBER = (
-    rf"(?:{_ARABIC}|[{_CN_DIGITS}]+|[十拾])"
+    rf"(?:{_ARABIC}|[{_CN_DIGITS}]+|[十拾][{_CN_DIGITS}]?)"
     rf"(?:[{_CN_UNITS}]+(?:{_ARABIC}|[{_CN_DIGITS}]+)?)*"
 )
 _AMOUNT = re.compile(
@@ -59,12 +59,16 @@ _AMOUNT = re.compile(
 # "想贷30000", "欠了我8000".
 _MONEY_CONTEXT = re.compile(
     r"(?:贷款|贷|借款|借|欠款|欠|额度|金额|工资|押金|房租|租金|赔偿|赔|罚款|费用|花了|付了|转了|本金)"
-    r"[了我他她你给共约大概才有]{0,3}$"
+    r"[了我他她你给共约大概才有只剩还就差]{0,4}$"
 )
 # A unit that counts something other than money right after the number.
 _NON_MONEY_AFTER = re.compile(
-    r"\s*[个人次名位户家间套栋幢层楼号米里克斤吨平岁年月日天周号小分秒件条张台辆只本字页%‰度厘期倍]"
+    r"\s*(?:[个人次名位户家间套栋幢层楼号米里克斤吨平岁年月日天号小分秒件条张台辆只本字页%‰度厘期倍]|周(?!转))"
 )
+# "一块地皮", "一块玻璃": 块 counts a thing there, not yuan.
+_BLOCK_OF = re.compile(r"[地田石砖板布肉糕表屏玻牌匾区空草菜瓦木铁]")
+# "两万一起还": the 一 after 万 starts 一起, it is no digit of the amount.
+_TRAILING_WORD = re.compile(r"[起共样直定般下些点旦切同概次会阵边块]")
 _MAGNITUDE = {"万": 10_000, "萬": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000}
 _MIN_BARE_AMOUNT = 100
 
@@ -73,10 +77,14 @@ def _clean(text: str) -> str:
     return fold_width(sanitize_text(text))
 
 
+# Phones read out in Chinese digits ("一三九…", "幺三八…"), one character for one.
+_SPOKEN_DIGITS = str.maketrans("零〇洞幺一二三四五六七八九", "0001123456789")
+
+
 def extract_phones(text: str) -> list[Entity]:
-    """Mainland mobile numbers; value is the 11 digits."""
+    """Mainland mobile numbers, also in Chinese digits; value is the 11 digits."""
     found = []
-    for m in _PHONE.finditer(_clean(text)):
+    for m in _PHONE.finditer(_clean(text).translate(_SPOKEN_DIGITS)):
         digits = re.sub(r"\D", "", m.group(1))
         found.append(Entity("phone", digits, m.start(), m.end(), EXTRACTOR))
     return found
@@ -179,6 +187,19 @@ def extract_amounts(text: str) -> list[Entity]:
         has_magnitude = bool(short) or any(u in number for u in "万萬千仟亿")
         has_currency = bool(m.group("prefix") or m.group("currency"))
         end = m.end()
+        currency = (m.group("currency") or "").strip()
+        if currency == "块" and _BLOCK_OF.match(clean, end):
+            continue
+        if (
+            not short
+            and not m.group("currency")
+            and len(number) >= 2
+            and number[-1] == "一"
+            and number[-2] in "万萬千仟"
+            and _TRAILING_WORD.match(clean, m.end("number"))
+        ):
+            number, end = number[:-1], m.end("number") - 1
+            has_magnitude = True
         if not has_currency and _NON_MONEY_AFTER.match(clean, end):
             # 贷十万一年 / 贷一万一个月: the digits after the last 万/千 start the
             # next quantity (一年), so the amount ends at the unit.

@@ -29,6 +29,7 @@ from nlu.classifier import (
 )
 from nlu.entities import extract_entities
 from nlu.features import FeatureConfig, Featurizer
+from nlu.form_acts import FormActReader, ensure_form_acts
 from nlu.rasa_backend import RasaClient
 from nlu.settings import NluSettings
 from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
@@ -68,8 +69,11 @@ class Parser:
         ambiguity_threshold: float,
         remote: RasaClient | None = None,
         model_dir: Path | None = None,
+        form_acts: FormActReader | None = None,
     ):
         self.model = model
+        # Reads a reply inside a form against the question asked (nlu/form_acts.py).
+        self.form_acts = form_acts
         self.model_dir = model_dir  # where the model was loaded from, if anywhere
         # Shared with whoever else needs Chinese words (the FAQ index): one
         # jieba dictionary per process is ~70 MB.
@@ -228,6 +232,20 @@ def load_parser(
     remote = (
         RasaClient(settings.rasa_url, timeout=settings.rasa_timeout) if settings.rasa_url else None
     )
+    # The act model is trained on the embedded model's own parses (never a
+    # remote one's), so that its intent features mean the same at run time.
+    embedded = Parser(
+        tokenizer,
+        model,
+        fallback_threshold=settings.fallback_threshold,
+        ambiguity_threshold=settings.ambiguity_threshold,
+    )
+    form_acts = ensure_form_acts(
+        settings.resolved_model_dir() / "form_acts",
+        tokenizer,
+        embedded.parse,
+        str(model.metadata.get("data_hash", "")),
+    )
     return Parser(
         tokenizer,
         model,
@@ -235,4 +253,5 @@ def load_parser(
         ambiguity_threshold=settings.ambiguity_threshold,
         remote=remote,
         model_dir=settings.resolved_model_dir(),
+        form_acts=form_acts,
     )

@@ -58,6 +58,12 @@ def fold_width(text: str) -> str:
     return text.translate(_WIDTH_FOLD)
 
 
+def fold_for_matching(text: str) -> str:
+    """Half-width and simplified, character for character: a match in the result
+    has the same offsets in `text`, so the user's own characters can be kept."""
+    return text.translate(_WIDTH_FOLD).translate(_t2s_table())
+
+
 @cache
 def _t2s_table(path: Path = T2S_TABLE) -> Mapping[int, int]:
     # Read once per process: the table is immutable data shipped with the package.

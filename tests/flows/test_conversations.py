@@ -76,7 +76,9 @@ def test_faq_question_in_the_middle_of_a_form_is_answered_and_the_form_resumes(
 def test_cancel_at_any_point_files_nothing(chat: Chat) -> None:
     chat.say("我想申请红色信贷")
     chat.say("开小吃店的")
-    assert "已取消" in chat.say("不办了，取消吧")
+    # Something was filled in already: the bot makes sure before throwing it away.
+    assert "确定要取消吗" in chat.say("不办了，取消吧")
+    assert "已取消" in chat.say("是")
     assert tickets(chat.core) == []
     assert "没有正在办理" in chat.say("取消")
 
@@ -85,9 +87,12 @@ def test_switching_to_another_service_mid_form(chat: Chat) -> None:
     chat.say("我想申请红色信贷")
     chat.say("开了一家馕店")
     reply = chat.say("算了，我想报名当志愿者")
-    assert "先放下红色信贷预申请" in reply and "志愿" in reply
+    assert "先把红色信贷预申请放一放" in reply and "志愿" in reply
     state = chat.core.store.load_conversation("test", "u1")
     assert state and state["form"]["flow"] == "volunteer_signup"
+    # The loan form was put aside, not thrown away.
+    assert [f["flow"] for f in state["paused"]] == ["microloan"]
+    assert state["paused"][0]["slots"]["business"] == "开了一家馕店"
 
 
 def test_report_without_a_phone_is_accepted(chat: Chat) -> None:
