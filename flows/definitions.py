@@ -32,6 +32,7 @@ class SlotSpec:
     accepts_location: bool = False
     label: str = ""  # what to call the slot when asking for it by name
     labels: tuple[str, ...] = ()  # "地点在…": words that introduce this slot's value
+    vague_values: tuple[str, ...] = ()  # values a more specific answer replaces ("公益市集")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class FlowSpec:
     slots: tuple[SlotSpec, ...]
     summary: str
     faq_prefixes: tuple[str, ...] = ()  # FAQ ids preferred for questions asked mid-form
+    request_phrases: tuple[str, ...] = ()  # asking for this service by name: "申请调解"
 
     def slot(self, name: str) -> SlotSpec | None:
         return next((s for s in self.slots if s.name == name), None)
@@ -162,6 +164,7 @@ def _slot(raw: dict[str, Any]) -> SlotSpec:
         accepts_location=bool(raw.get("accepts_location", False)),
         label=str(raw.get("label") or raw["name"]),
         labels=tuple(sorted((str(w) for w in raw.get("labels") or ()), key=len, reverse=True)),
+        vague_values=tuple(str(w) for w in raw.get("vague_values") or ()),
     )
 
 
@@ -178,6 +181,7 @@ def _flow(name: str, raw: dict[str, Any]) -> FlowSpec:
         slots=tuple(_slot(s) for s in raw["slots"]),
         summary=raw["summary"],
         faq_prefixes=tuple(raw.get("faq_prefixes") or ()),
+        request_phrases=tuple(raw.get("request_phrases") or ()),
     )
 
 

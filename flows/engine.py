@@ -55,6 +55,7 @@ _CN_NUMBERS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
 _INFO_QUESTION = re.compile(
     r"怎么|怎样|如何|什么|啥|多少|几[个点天年月次]|哪|多久|多长|是否|有没有|要不要|需不需要|收费|利息|利率|条件"
 )
+_DENIAL = re.compile(r"不对|不是|也不是|没有|搞错|算了|先不|不用|不要|不办|不申请")
 _SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
 _ACCEPT_PARTS = ("申请", "办理", "报名", "预约", "试试", "要办", "想办", "办一", "登记")
 
@@ -295,7 +296,7 @@ class DialogueEngine:
         if intent in ("out_of_scope", "nlu_fallback") and offer in self.book.flows:
             # "我身份证号…" between the offer and the answer to it: the offer stands.
             state.offer, state.offer_text = offer, offer_text
-        flow = self.book.by_intent.get(intent)
+        flow = self._named_flow(folded) or self.book.by_intent.get(intent)
         if flow is not None:
             just_asking = contains_any(folded, self.book.just_asking_words)
             if just_asking or (
@@ -316,6 +317,12 @@ class DialogueEngine:
             return answered
         return [Reply(self._say("faq.none" if intent == "service_info" else "fallback"))]
 
+    def _named_flow(self, folded: str) -> FlowSpec | None:
+        """The one service the message asks for by name ("…退休的周老师，想申请调解"):
+        that wins over the classifier's guess."""
+        named = [f for f in self.book.flows.values() if contains_any(folded, f.request_phrases)]
+        return named[0] if len(named) == 1 else None
+
     def _is_request(self, folded: str) -> bool:
         """ "帮帮团能不能帮我调解一下？" asks for the service, not about it."""
         return contains_any(folded, self.book.request_words) and not _INFO_QUESTION.search(folded)
@@ -324,7 +331,7 @@ class DialogueEngine:
         """Details for the request the bot just offered to file are the start of
         it: "我叫阿里木，电话139…", "我是开奶茶店的"."""
         if (
-            parse.intent.name in SERVICE_INTENTS
+            parse.intent.name in self.book.by_intent
             and parse.intent.name != flow.intent
             and parse.intent.confidence >= STRONG_SWITCH_CONFIDENCE
         ):
@@ -423,7 +430,8 @@ class DialogueEngine:
         state.form = form
         if opening is not None:
             text, parse = opening
-            prefill(self.book, flow, form, text, parse)
+            prefill(self.book, flow, form, text, parse, profile=state.profile)
+            self._remember(state, form)
         # What the user said just before ("我在夜市摆了个烧烤摊，想再添一台冰柜")
         # is not asked again; newest first, and never as the description.
         for earlier in reversed(self._recent_texts(state)):
@@ -728,16 +736,7 @@ class DialogueEngine:
         flow: FlowSpec,
     ) -> list[Reply] | None:
         """Put the form aside (it can be resumed) and start the one asked for."""
-        target = next(
-            (
-                self.book.by_intent[s.name]
-                for s in parse.intent_ranking
-                if s.name in self.book.by_intent
-                and self.book.by_intent[s.name].name != flow.name
-                and s.confidence >= 0.2
-            ),
-            None,
-        )
+        target = self._switch_target(text, parse, flow)
         if target is None:
             return None
         form = state.form
@@ -751,6 +750,28 @@ class DialogueEngine:
         state.form = None
         started = self._start(target, msg, (text, parse), state)
         return [Reply(lead), *started]
+
+    def _switch_target(self, text: str, parse: ParseResult, flow: FlowSpec) -> FlowSpec | None:
+        """The service a switch asks for: named, or the classifier's best other
+        service; "也不是跟谁有矛盾，就是井盖塌了" is read without its denial."""
+        named = self._named_flow(fold_for_matching(text))
+        if named is not None and named.name != flow.name:
+            return named
+        for reading in (parse, self._without_denial(text)):
+            if reading is None:
+                continue
+            for score in reading.intent_ranking:
+                other = self.book.by_intent.get(score.name)
+                if other is not None and other.name != flow.name and score.confidence >= 0.2:
+                    return other
+        return None
+
+    def _without_denial(self, text: str) -> ParseResult | None:
+        clauses = [c for c in _CLAUSE_SPLIT.split(text) if c.strip()]
+        kept = [c for c in clauses if not _DENIAL.search(c)]
+        if not kept or len(kept) == len(clauses):
+            return None
+        return self.parse("，".join(kept))
 
     def _question_in_form(self, text: str, state: ConversationState, flow: FlowSpec) -> list[Reply]:
         answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)

@@ -10,24 +10,23 @@ from __future__ import annotations
 import re
 
 from flows.definitions import FlowBook, FlowSpec, SlotSpec
+from flows.form_fill import fill
 from flows.slots import (
-    InvalidAnswerError,
-    SlotValue,
     contains_any,
-    extract,
     find_name,
     from_patterns,
     meaningful_remainder,
-    without_entities,
 )
 from flows.state import FormState
-from nlu.tokenizer import normalize_text
+from nlu.tokenizer import fold_for_matching, normalize_text
 from nlu.types import Entity, ParseResult
 
 # Bare acceptances: after an FAQ answer they start the offered form; as the
 # answer to "what happened" they are no answer at all.
 ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
 _DIALOGUE_ACTS = ("affirm", "deny", "greet", "thanks", "goodbye")
+_SENTENCE = re.compile(r"[^。！？?!\n]+[。！？?!]?")
+_ASKS = re.compile(r"[?？]|[吗呢么嘛伐][\s。.!！]*$|阿好")
 
 
 def prefill(
@@ -38,25 +37,29 @@ def prefill(
     parse: ParseResult,
     *,
     from_opening: bool = True,
+    profile: dict[str, str] | None = None,
 ) -> None:
     """Fill what the opening message already says ("开小吃店想贷五万" -> amount);
     without `from_opening`, free-text slots (the description) are left alone."""
+    fill(book, flow, form, text, parse, asked=None, profile=profile or {}, free_text=False)
+    if not from_opening:
+        return
+    name = form.slots.get("name")
+    # What the message says besides the name and its questions ("請問…還需要志願者嗎。
+    # 我叫林美玲" and "伲想报名做志愿者，阿好？" say no skill).
+    told = "".join(s for s in _SENTENCE.findall(text) if not _ASKS.search(fold_for_matching(s)))
+    told_rest = meaningful_remainder(told.replace(str(name), "") if name else told, parse, book)
+    rest = meaningful_remainder(text, parse, book)
     for slot in flow.slots:
-        if slot.name in form.slots:
+        if not slot.from_opening or (slot.name in form.slots and slot.name not in form.vague):
             continue
-        if slot.from_opening:
-            if not from_opening:
-                continue
-            rest = meaningful_remainder(text, parse, book)
-            if len(rest) >= slot.min_chars:
-                form.slots[slot.name] = text[:500]
+        if slot.name != "description" and len(told_rest) < 6:
             continue
-        try:
-            found = extract(slot, text, parse, book, answering=False)
-        except InvalidAnswerError:
-            found = None
-        if found is not None:
-            form.slots[slot.name] = found.value
+        if len(rest) >= slot.min_chars:
+            # "我以前在电器厂干过，冰箱洗衣机啥的都会修，想报名": the story is the answer.
+            form.slots[slot.name] = text[:500]
+            if slot.name in form.vague:
+                form.vague.remove(slot.name)
 
 
 def missing_slot(flow: FlowSpec, form: FormState) -> SlotSpec | None:
@@ -68,74 +71,6 @@ def missing_slot(flow: FlowSpec, form: FormState) -> SlotSpec | None:
             continue
         return slot
     return None
-
-
-def fill_others(
-    book: FlowBook,
-    flow: FlowSpec,
-    form: FormState,
-    text: str,
-    parse: ParseResult,
-    *,
-    asked: SlotSpec,
-) -> list[str]:
-    """Fill empty slots other than the one asked from entities and patterns;
-    returns their names."""
-    filled: list[str] = []
-    for slot in flow.slots:
-        if slot is asked or slot.name in form.slots or slot.from_opening:
-            continue
-        try:
-            found = extract(slot, text, parse, book, answering=False)
-        except InvalidAnswerError:
-            continue
-        if found is not None:
-            form.slots[slot.name] = found.value
-            filled.append(slot.name)
-    # "王芳 13912345678" or "艾力·买买提" while another question is open.
-    name_slot = flow.slot("name")
-    if name_slot is not None and name_slot is not asked and "name" not in form.slots:
-        rest = without_entities(text, parse)
-        if parse.first("phone") is not None or "·" in rest:
-            name = find_name(rest, book, answering=True)
-            if name:
-                form.slots["name"] = name
-                filled.append("name")
-    return filled
-
-
-def text_answer(
-    book: FlowBook,
-    slot: SlotSpec,
-    form: FormState,
-    text: str,
-    parse: ParseResult,
-    others: list[str],
-) -> SlotValue | None:
-    """A free-text answer, minus what other slots took from the same message."""
-    if contains_any(text, book.decline_words):
-        return None
-    if slot.from_opening:
-        return answer_value(book, slot, text, parse)
-    rest = without_entities(text, parse)
-    if "name" in others:
-        rest = rest.replace(str(form.slots["name"]), " ").strip(" ，,")
-    if others and slot.patterns and from_patterns(slot, normalize_text(rest)) is None:
-        return None  # the message answered other questions, not this one
-    if not rest:
-        return None
-    return answer_value(book, slot, rest, parse)
-
-
-def answer_value(book: FlowBook, slot: SlotSpec, text: str, parse: ParseResult) -> SlotValue | None:
-    """The value `text` gives `slot` (InvalidAnswerError says why it gives none)."""
-    # A bare "好的"/"谢谢" is a dialogue act, not an answer to "what happened".
-    if slot.type in ("text", "place") and (
-        text.rstrip("。!！ ") in ACCEPT_WORDS
-        or (len(text) <= 4 and parse.intent.name in _DIALOGUE_ACTS)
-    ):
-        return None
-    return extract(slot, text, parse, book, answering=True)
 
 
 def apply_corrections(
@@ -156,7 +91,7 @@ def apply_corrections(
     tail = _after_last_marker(text, book.correction_words) if marked else text
     changed = False
     for slot in flow.slots:
-        if slot.name not in form.slots or slot.from_opening:
+        if slot.name not in form.slots:
             continue
         value: str | int | None = None
         targeted = contains_any(text, book.field_words.get(slot.name, ()))

@@ -98,7 +98,7 @@ def fill(
     for slot in flow.slots:
         if slot.name in out.slots:
             continue
-        if slot.type in ("text", "place", "party") and slot.patterns and not slot.from_opening:
+        if slot.type in ("text", "place", "party") and slot.patterns:
             value = from_patterns(slot, normalize_text(_blank(text, used)))
             if value is None:
                 continue
@@ -113,8 +113,11 @@ def fill(
                 if better and (current is None or not is_vague_place(value, book)):
                     _set_place(book, form, slot.name, _original(text, value), out)
                     _mark_used(text, value, used)
-            elif current is None or (correcting and slot is asked):
-                _set(form, slot.name, _original(text, value)[:MAX_TEXT], out)
+            elif current is None or slot.name in form.vague or (correcting and slot is asked):
+                original = _original(text, value)[:MAX_TEXT]
+                if current is not None and is_vague_value(slot, original):
+                    continue
+                _set(form, slot.name, original, out, slot)
                 _mark_used(text, value, used)
 
     if asked is not None and asked.type in ("text", "place", "party") and free_text:
@@ -138,8 +141,15 @@ def _leftover(
     goes to the notes."""
     rest = _trim(_blank(_strip_labels(text, book), used))
     chars = len(_CJK.findall(rest))
-    description = flow.slot("description")
-    if chars >= 12 and description is not None and "description" not in out.slots:
+    # Where a story goes: the description, or what a volunteer can do.
+    description = flow.slot("description") or next(
+        (s for s in flow.slots if s.from_opening and s.name not in form.slots), None
+    )
+    vague = next((s for n in form.vague if (s := flow.slot(n)) and s.type == "text"), None)
+    if vague is not None and chars >= 4 and not is_vague_value(vague, rest):
+        # "我會做手工，可以教小朋友剪紙" after "公益市集": this is what they can do.
+        _set(form, vague.name, rest[:MAX_TEXT], out, vague)
+    elif chars >= 12 and description is not None and description.name not in out.slots:
         _append(form, description.name, rest, out)
     elif chars >= 6 and rest not in form.notes:
         form.notes.append(rest[:MAX_TEXT])
@@ -199,14 +209,28 @@ def _mark_name_used(text: str, name: str, used: list[tuple[int, int]]) -> None:
     used.append((lead.start() if lead else at, at + len(bare)))
 
 
-def _set(form: FormState, name: str, value: str | int, out: Filled) -> None:
+def _set(
+    form: FormState, name: str, value: str | int, out: Filled, slot: SlotSpec | None = None
+) -> None:
     form.slots[name] = value
     if name in form.declined:
         form.declined.remove(name)  # "算了还是留个电话吧 139…"
     if name in form.vague:
         form.vague.remove(name)
+    if slot is not None and isinstance(value, str) and is_vague_value(slot, value):
+        form.vague.append(name)
     if name not in out.slots:
         out.slots.append(name)
+
+
+def is_vague_value(slot: SlotSpec, value: str) -> bool:
+    """ "公益市集", "哪个都行": says nothing of what the user can do."""
+    if not slot.vague_values:
+        return False
+    rest = fold_for_matching(value)
+    for word in slot.vague_values:
+        rest = rest.replace(word, "")
+    return len(_CJK.findall(rest)) < 2
 
 
 def _set_place(book: FlowBook, form: FormState, name: str, value: str, out: Filled) -> None:
@@ -305,10 +329,10 @@ def _free_text(
             add_note(form, rest)  # "对方是…物业，锦绣物业公司": not where it happened
             return
         _set_place(book, form, asked.name, rest, out)
-    elif asked.from_opening or asked.name == "description":
+    elif asked.name == "description":
         _append(form, asked.name, rest, out)
     else:
-        _set(form, asked.name, rest[:MAX_TEXT], out)
+        _set(form, asked.name, rest[:MAX_TEXT], out, asked)
 
 
 def _placelike(book: FlowBook, text: str) -> bool:

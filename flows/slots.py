@@ -61,7 +61,10 @@ _SURNAME_ONLY = re.compile(
 )
 
 
-_ABOUT_OTHERS = re.compile(r"对方|他|她|老板|房东|邻居|那个|那家|人家|租客")
+_ABOUT_OTHERS = re.compile(
+    r"对方|他|她|老板|房东|邻居|那个|那家|人家|租客|朋友|合伙|对面|隔壁|楼上|楼下|师傅|店主|摊主"
+)
+_FIRST_PERSON = re.compile(r"我|伲|俺|本人|全名|大名")
 
 
 def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
@@ -74,7 +77,10 @@ def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
         for match in pattern.finditer(folded):
             start, end = match.span("v") if "v" in pattern.groupindex else match.span()
             name = text[start:end].strip()
-            if _acceptable_name(name, book):
+            about_others = not _FIRST_PERSON.search(match.group()) and _ABOUT_OTHERS.search(
+                folded[max(0, match.start() - 12) : match.start()]
+            )
+            if _acceptable_name(name, book) and not about_others:
                 return name
     surname = _SURNAME_ONLY.search(folded)
     if surname and _ABOUT_OTHERS.search(folded[: surname.start()]) and "我" not in surname.group():
