@@ -55,6 +55,7 @@ _CN_NUMBERS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
 _INFO_QUESTION = re.compile(
     r"怎么|怎样|如何|什么|啥|多少|几[个点天年月次]|哪|多久|多长|是否|有没有|要不要|需不需要|收费|利息|利率|条件"
 )
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 _DENIAL = re.compile(r"不对|不是|也不是|没有|搞错|算了|先不|不用|不要|不办|不申请")
 _SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
 _ACCEPT_PARTS = ("申请", "办理", "报名", "预约", "试试", "要办", "想办", "办一", "登记")
@@ -66,6 +67,16 @@ def _choice_number(text: str) -> int | None:
         return None
     digit = match.group(1)
     return _CN_NUMBERS.get(digit) or int(digit)
+
+
+def _only_details(text: str, parse: ParseResult) -> bool:
+    """ "13912345678", "电话 139…": entities with hardly a word around them."""
+    if not parse.entities:
+        return False
+    rest = text
+    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+        rest = rest[: entity.start] + rest[entity.end :]
+    return len(_HAN.findall(rest)) <= 2
 
 
 def _act_from_intent(text: str, parse: ParseResult) -> str:
@@ -297,6 +308,12 @@ class DialogueEngine:
             # "我身份证号…" between the offer and the answer to it: the offer stands.
             state.offer, state.offer_text = offer, offer_text
         flow = self._named_flow(folded) or self.book.by_intent.get(intent)
+        if flow is not None and _only_details(text, parse):
+            # A bare phone or amount says no request: keep it, ask what they need.
+            for name in ("phone",):
+                if parse.first(name) is not None:
+                    state.profile[name] = str(parse.first(name).value)  # type: ignore[union-attr]
+            return [Reply(self._say("idle.details_only"))]
         if flow is not None:
             just_asking = contains_any(folded, self.book.just_asking_words)
             if just_asking or (
@@ -549,9 +566,9 @@ class DialogueEngine:
             return self._handoff(msg, state, reason=text)
         if form.offered_handoff and parse.intent.name == "affirm":
             return self._handoff(msg, state, reason=self.r.text("handoff.reason_retries"))
+        if contains_any(fold_for_matching(text), self.book.just_asking_words):
+            return self._just_asking_in_form(msg, text, state, flow)
         if act == "cancel":
-            if contains_any(text, self.book.just_asking_words):
-                return self._just_asking_in_form(msg, text, state, flow)
             return self._cancel(state, flow, form)
         if act == "switch" or (
             self._asks_to_switch(text, parse, flow, slot, act)

@@ -25,6 +25,7 @@ from nlu.types import Entity, ParseResult
 # answer to "what happened" they are no answer at all.
 ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
 _DIALOGUE_ACTS = ("affirm", "deny", "greet", "thanks", "goodbye")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 _SENTENCE = re.compile(r"[^。！？?!\n]+[。！？?!]?")
 _ASKS = re.compile(r"[?？]|[吗呢么嘛伐][\s。.!！]*$|阿好")
 
@@ -48,18 +49,29 @@ def prefill(
     # What the message says besides the name and its questions ("請問…還需要志願者嗎。
     # 我叫林美玲" and "伲想报名做志愿者，阿好？" say no skill).
     told = "".join(s for s in _SENTENCE.findall(text) if not _ASKS.search(fold_for_matching(s)))
-    told_rest = meaningful_remainder(told.replace(str(name), "") if name else told, parse, book)
+    told_rest = _said_besides(told, str(name) if name else "", book)
     rest = meaningful_remainder(text, parse, book)
     for slot in flow.slots:
         if not slot.from_opening or (slot.name in form.slots and slot.name not in form.vague):
             continue
-        if slot.name != "description" and len(told_rest) < 6:
+        if slot.name != "description" and len(told_rest) < 3:
             continue
         if len(rest) >= slot.min_chars:
             # "我以前在电器厂干过，冰箱洗衣机啥的都会修，想报名": the story is the answer.
             form.slots[slot.name] = text[:500]
             if slot.name in form.vague:
                 form.vague.remove(slot.name)
+
+
+_ABOUT_SELF = re.compile(r"我叫|叫我|我是|我姓|名字|身份证号?|\d|\*")
+
+
+def _said_besides(text: str, name: str, book: FlowBook) -> str:
+    """The words of `text` that are not its name, phone, ID or filler."""
+    rest = fold_for_matching(text.replace(name, "") if name else text)
+    for word in (*book.filler_words, *book.phone_labels):
+        rest = rest.replace(word, "")
+    return "".join(_HAN.findall(_ABOUT_SELF.sub("", rest)))
 
 
 def missing_slot(flow: FlowSpec, form: FormState) -> SlotSpec | None:

@@ -309,6 +309,9 @@ def _free_text(
     if "name" in out.slots and not from_patterns(asked, normalize_text(rest)):
         add_note(form, rest)  # "伲叫沈阿婆好哉，大名沈桂英": what is left is about the name
         return
+    if others and asked.patterns and not from_patterns(asked, normalize_text(rest)):
+        add_note(form, rest)  # "我想参加助老服务，陪老人…" asked the time: not a time
+        return
     if others:
         rest = _MONEY_VERB.sub("", rest).strip(_SEPARATORS)
     content = len(_CJK.findall(rest)) + sum(c.isalnum() for c in rest if c.isascii())

@@ -112,6 +112,8 @@ def _strip_phone_labels(text: str, book: FlowBook) -> str:
 def _acceptable_name(name: str, book: FlowBook) -> bool:
     if not name or name in book.not_names or _DIGITS.search(name):
         return False
+    if len(set(name)) == 1:
+        return False  # "好好好", "嗯嗯"
     folded = fold_for_matching(name)
     if any(word in folded for word in book.role_words):
         return False
