@@ -15,10 +15,8 @@ need are re-exported here so that `from flows.faq import ...` is enough.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from flows.faq_data import (
     REQUIRED_FAQ_IDS,
@@ -33,9 +31,12 @@ from flows.faq_data import (
     load_facts,
     load_faq_base,
     load_synonyms,
+    load_uncovered,
     render_answer,
     validate_faq,
 )
+from flows.faq_retrieval import FaqMatch, FaqRetriever
+from flows.faq_semantic import SentenceEncoder
 from flows.faq_text import (
     FeatureWeights,
     Lexicon,
@@ -58,6 +59,7 @@ __all__ = [
     "FaqEntry",
     "FaqIndex",
     "FaqMatch",
+    "FaqRetriever",
     "ambiguous",
     "build_index",
     "load_entries",
@@ -65,6 +67,7 @@ __all__ = [
     "load_faq_base",
     "load_synonyms",
     "load_tokenizer",
+    "load_uncovered",
     "render_answer",
     "validate_faq",
 ]
@@ -83,22 +86,6 @@ MAX_QUERY_CHARS = 200
 FEATURE_WEIGHTS = FeatureWeights()
 # Share of an entry's score from its best phrasing; the rest from all its phrasings together.
 BEST_PHRASING_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class FaqMatch:
-    id: str
-    score: float  # in [0, 1]
-    question: str  # the entry's first (canonical) phrasing, for listing choices
-    answer: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "score": round(self.score, 4),
-            "question": self.question,
-            "answer": self.answer,
-        }
 
 
 # --- retrieval --------------------------------------------------------------
@@ -305,8 +292,26 @@ def _private_jieba(extra_words: Iterable[str]) -> Tokenize:
 
 
 def build_index(
-    base: FaqBase, tokenize: Tokenize | None = None, *, threshold: float = DEFAULT_THRESHOLD
-) -> FaqIndex:
-    """Index a loaded FAQ base with rendered answers (tokenizer: `load_tokenizer()`)."""
+    base: FaqBase,
+    tokenize: Tokenize | None = None,
+    *,
+    threshold: float | None = None,
+    cache_dir: Path | None = None,
+    encoder: SentenceEncoder | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> FaqRetriever:
+    """The retriever over a loaded FAQ base with rendered answers (tokenizer:
+    `load_tokenizer()`). `cache_dir` keeps the phrasing embeddings and fitted
+    models between processes (the NLU's model directory); `threshold` overrides
+    the fitted one. Nothing is loaded or trained until the first search."""
     tok = tokenize or load_tokenizer(set(base.synonyms.canonical_of.values()))
-    return FaqIndex.build(base.rendered_entries(), tok, synonyms=base.synonyms, threshold=threshold)
+    return FaqRetriever(
+        base.rendered_entries(),
+        tok,
+        synonyms=base.synonyms,
+        uncovered=base.uncovered,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        threshold=threshold,
+        notify=notify,
+    )

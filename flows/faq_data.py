@@ -4,6 +4,8 @@ and rendering answers with facts filled in.
 Files (under the data directory, see `flows.paths`):
   faq/*.yml          a list of entries: id, questions, answer, tags, intent
   faq/synonyms.yml   canonical spelling -> variants and typos
+  faq/phrasings.yml  entry id -> more phrasings (merged into the entry's questions)
+  faq/uncovered.yml  in-domain questions no entry answers (negatives for the ranker)
   facts.yml          district facts that answers reference as `{group.name}`
 
 A fact nobody has confirmed yet is an explicit placeholder; it renders as
@@ -62,6 +64,9 @@ UNKNOWN_FACT_NOTE = (
 
 FAQ_FILE_GLOB = "*.yml"
 SYNONYMS_FILE = "synonyms.yml"
+PHRASINGS_FILE = "phrasings.yml"
+UNCOVERED_FILE = "uncovered.yml"
+_NOT_ENTRY_FILES = frozenset({SYNONYMS_FILE, PHRASINGS_FILE, UNCOVERED_FILE})
 FACTS_FILE = "facts.yml"
 MAX_ANSWER_CHARS = 600  # a WeChat text reply holds about 2,000 bytes
 
@@ -116,6 +121,7 @@ class FaqBase:
     entries: tuple[FaqEntry, ...]
     facts: Facts
     synonyms: SynonymTable
+    uncovered: tuple[str, ...] = ()  # questions no entry answers (faq/uncovered.yml)
 
     def entry(self, entry_id: str) -> FaqEntry | None:
         for e in self.entries:
@@ -374,7 +380,7 @@ def _check_answer_template(
 
 
 def faq_files(faq_dir: Path) -> list[Path]:
-    return sorted(p for p in faq_dir.glob(FAQ_FILE_GLOB) if p.name != SYNONYMS_FILE)
+    return sorted(p for p in faq_dir.glob(FAQ_FILE_GLOB) if p.name not in _NOT_ENTRY_FILES)
 
 
 def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEntry], list[str]]:
@@ -416,7 +422,69 @@ def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEnt
             entries.append(entry)
     if not entries and not problems:
         problems.append(f"{faq_dir}: no FAQ entries found")
+    entries = _merge_phrasings(faq_dir / PHRASINGS_FILE, entries, question_owner, problems)
     return entries, problems
+
+
+def _text_list(raw: Any, label: str, problems: list[str]) -> list[str]:
+    if not isinstance(raw, list):
+        problems.append(f"{label}: expected a list of questions; skipped")
+        return []
+    out = []
+    for q in raw:
+        if isinstance(q, str | int) and normalize(str(q)):
+            out.append(str(q).strip())
+        else:
+            problems.append(f"{label}: question {q!r} is empty or not text; ignored")
+    return out
+
+
+def _merge_phrasings(
+    path: Path,
+    entries: list[FaqEntry],
+    question_owner: dict[str, str],
+    problems: list[str],
+) -> list[FaqEntry]:
+    """Entries with the phrasings of `path` (id -> [question]) appended."""
+    if not path.exists():
+        return entries
+    data = _read_yaml(path, problems)
+    if data is None:
+        return entries
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a mapping `条目id: [问法, ...]`")
+        return entries
+    extra: dict[str, list[str]] = {}
+    known = {e.id for e in entries}
+    for entry_id, raw in data.items():
+        label = f"{path}: {entry_id}"
+        if entry_id not in known:
+            problems.append(f"{label}: no FAQ entry has this id; skipped")
+            continue
+        kept = extra.setdefault(str(entry_id), [])
+        for q in _text_list(raw, label, problems):
+            key = normalize(q).replace(" ", "")
+            owner = question_owner.setdefault(key, entry_id)
+            if owner != entry_id:
+                problems.append(f"{label}: question {q!r} is also a question of {owner}; skipped")
+            elif q not in kept:
+                kept.append(q)
+    out = []
+    for e in entries:
+        added = tuple(q for q in extra.get(e.id, ()) if q not in e.questions)
+        out.append(replace(e, questions=e.questions + added) if added else e)
+    return out
+
+
+def load_uncovered(path: Path) -> tuple[tuple[str, ...], list[str]]:
+    """Read uncovered.yml (a list of questions); a missing file means none."""
+    problems: list[str] = []
+    if not path.exists():
+        return (), problems
+    data = _read_yaml(path, problems)
+    if data is None:
+        return (), problems
+    return tuple(dict.fromkeys(_text_list(data, str(path), problems))), problems
 
 
 def validate_faq(faq_dir: Path, facts_path: Path) -> list[str]:
@@ -427,7 +495,16 @@ def validate_faq(faq_dir: Path, facts_path: Path) -> list[str]:
     facts, problems = load_facts(facts_path)
     _, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
     entries, entry_problems = load_entries(faq_dir, facts)
-    problems += synonym_problems + entry_problems
+    uncovered, uncovered_problems = load_uncovered(faq_dir / UNCOVERED_FILE)
+    problems += synonym_problems + entry_problems + uncovered_problems
+    owner = {normalize(q).replace(" ", ""): e.id for e in entries for q in e.questions}
+    for q in uncovered:
+        other = owner.get(normalize(q).replace(" ", ""))
+        if other is not None:
+            problems.append(
+                f"{faq_dir / UNCOVERED_FILE}: {q!r} is listed as uncovered but is a "
+                f"question of {other}"
+            )
     present = {e.id for e in entries}
     for required in REQUIRED_FAQ_IDS:
         if required not in present:
@@ -445,12 +522,13 @@ def load_faq_base(data_dir: Path, *, strict: bool = False) -> FaqBase:
     facts, fact_problems = load_facts(data_dir / FACTS_FILE)
     synonyms, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
     entries, entry_problems = load_entries(faq_dir, facts)
-    problems = fact_problems + synonym_problems + entry_problems
+    uncovered, uncovered_problems = load_uncovered(faq_dir / UNCOVERED_FILE)
+    problems = fact_problems + synonym_problems + entry_problems + uncovered_problems
     if strict and problems:
         raise FaqDataError(problems)
     if not entries:
         raise FaqDataError(problems or [f"{faq_dir}: no FAQ entries"])
-    return FaqBase(tuple(entries), facts, synonyms)
+    return FaqBase(tuple(entries), facts, synonyms, uncovered)
 
 
 # --- rendering --------------------------------------------------------------

@@ -1,0 +1,264 @@
+"""The one FAQ retriever: every caller (`tongxin faq ask`, the dialogue's FAQ
+answers, questions asked inside a form, FAQ-first flows) searches through it.
+
+It ranks entries with `flows.faq_model` (lexical, character and semantic scores
+combined by fitted models) and answers only when the answer model says the best
+entry covers the question. Everything expensive happens on the first search,
+once per instance: loading the sentence encoder, embedding the phrasings and
+fitting the models (a few seconds), or reading both from the cache directory
+(like the NLU model, under TONGXIN_MODEL_DIR) when the data has not changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flows.faq_data import FaqEntry
+from flows.faq_model import (
+    MODEL_FORMAT,
+    FaqModel,
+    Featurizer,
+    Scorer,
+    TrainingSet,
+    build_scorer,
+    fit_model,
+    out_of_fold_scores,
+)
+from flows.faq_semantic import SentenceEncoder, UseEncoder
+from flows.faq_text import Lexicon, SynonymTable, Tokenize, normalize
+
+# Longer text is not an FAQ question; only its start is searched.
+MAX_QUERY_CHARS = 200
+CACHE_SUBDIR = "faq"
+# A story around the question ("开小吃店想贷五万，利息多少") drowns the match:
+# when the whole message gets nothing, its clauses are tried one by one.
+_CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
+MIN_CLAUSE_CHARS = 4
+
+
+@dataclass(frozen=True)
+class FaqMatch:
+    id: str
+    score: float  # in [0, 1]: how likely answering with this entry is right
+    question: str  # the entry's first (canonical) phrasing, for listing choices
+    answer: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "score": round(self.score, 4),
+            "question": self.question,
+            "answer": self.answer,
+        }
+
+
+@dataclass(frozen=True)
+class _Ready:
+    scorer: Scorer
+    model: FaqModel
+    featurize: Featurizer
+    encoder: SentenceEncoder
+
+
+class FaqRetriever:
+    """Search the FAQ; thread-safe, built lazily (see module docstring)."""
+
+    def __init__(
+        self,
+        entries: Sequence[FaqEntry],
+        tokenize: Tokenize,
+        *,
+        synonyms: SynonymTable | None = None,
+        uncovered: Sequence[str] = (),
+        encoder: SentenceEncoder | None = None,
+        cache_dir: Path | None = None,
+        threshold: float | None = None,
+        notify: Callable[[str], None] | None = None,
+    ):
+        """`entries` should carry rendered answers (`FaqBase.rendered_entries()`);
+        `uncovered` are questions no entry answers (negatives for training);
+        `threshold` overrides the fitted one."""
+        self._entries = tuple(entries)
+        self._tokenize = tokenize
+        self._synonyms = synonyms if synonyms is not None else SynonymTable({})
+        self._uncovered = tuple(uncovered)
+        self._encoder: SentenceEncoder = encoder if encoder is not None else UseEncoder()
+        self._cache_dir = cache_dir
+        self._threshold = threshold
+        self._notify = notify
+        self._lock = threading.Lock()
+        self._ready: _Ready | None = None
+
+    @property
+    def entries(self) -> tuple[FaqEntry, ...]:
+        return self._entries
+
+    @property
+    def threshold(self) -> float:
+        if self._threshold is not None:
+            return self._threshold
+        return self._state().model.threshold
+
+    @property
+    def model(self) -> FaqModel:
+        return self._state().model
+
+    def warm(self) -> None:
+        """Build now (a server may call this before taking traffic)."""
+        self._state()
+
+    # -- search -----------------------------------------------------------
+
+    def scores(self, text: str) -> list[tuple[int, float]]:
+        """(entry index, score in [0, 1]) for every entry, best first."""
+        ranked = self._score_texts([text[:MAX_QUERY_CHARS]])
+        return ranked[0] if ranked else []
+
+    def search(self, text: str, k: int = 3, *, threshold: float | None = None) -> list[FaqMatch]:
+        """Up to k entries scoring at least the threshold, best first; [] when none fits."""
+        limit = self.threshold if threshold is None else threshold
+        text = text[:MAX_QUERY_CHARS]
+        if not normalize(text):
+            return []
+        candidates = [text]
+        clauses = [c for c in _CLAUSE_SPLIT.split(text) if len(c.strip()) >= MIN_CLAUSE_CHARS]
+        if len(clauses) >= 2:
+            candidates += clauses
+        ranked = self._score_texts(candidates)
+        best = ranked[0]
+        if not best or best[0][1] < limit:
+            # The clause whose best entry scores highest, if any passes.
+            clause_best = max(ranked[1:], key=lambda r: r[0][1] if r else -1.0, default=[])
+            if clause_best and clause_best[0][1] >= limit:
+                best = clause_best
+        out: list[FaqMatch] = []
+        for entry_index, score in best[: max(k, 0)]:
+            if score < limit:
+                break
+            entry = self._entries[entry_index]
+            out.append(FaqMatch(entry.id, score, entry.questions[0], entry.answer))
+        return out
+
+    def _score_texts(self, texts: Sequence[str]) -> list[list[tuple[int, float]]]:
+        ready = self._state()
+        feats = [ready.featurize(t) for t in texts]
+        vectors = ready.encoder.encode(list(texts))
+        probs = ready.model.match_scores(ready.scorer.scores(feats, vectors))
+        out = []
+        for row in probs:
+            order = np.argsort(-row, kind="stable")
+            out.append([(int(i), float(row[i])) for i in order])
+        return out
+
+    # -- building -----------------------------------------------------------
+
+    def _state(self) -> _Ready:
+        with self._lock:
+            if self._ready is None:
+                self._ready = self._build()
+            return self._ready
+
+    def _build(self) -> _Ready:
+        lexicon = Lexicon(normalize(t).replace(" ", "") for e in self._entries for t in e.tags)
+        featurize = Featurizer(self._tokenize, self._synonyms, lexicon)
+        texts: list[str] = []
+        doc_entry: list[int] = []  # sorted: entries in order, each with its phrasings
+        for number in range(len(self._entries)):
+            for question in self._entries[number].questions:
+                texts.append(question)
+                doc_entry.append(number)
+        key = self._cache_key(texts)
+        cached = self._read_cache(key)
+        if cached is not None:
+            doc_vectors, unc_vectors, model = cached
+        else:
+            if self._notify is not None:
+                self._notify("building the FAQ model (first use after a data change)")
+            doc_vectors = self._encoder.encode(texts)
+            unc_vectors = self._encoder.encode(list(self._uncovered))
+            model = None
+        data = TrainingSet(
+            tuple(featurize(t) for t in texts),
+            np.asarray(doc_entry, dtype=np.int64),
+            doc_vectors,
+            tuple(self._entry_words(featurize, e) for e in self._entries),
+            tuple(featurize(t) for t in self._uncovered),
+            unc_vectors,
+        )
+        if model is None:
+            model = fit_model(*out_of_fold_scores(data))
+            self._write_cache(key, doc_vectors, unc_vectors, model)
+        return _Ready(build_scorer(data), model, featurize, self._encoder)
+
+    @staticmethod
+    def _entry_words(featurize: Featurizer, entry: FaqEntry) -> set[str]:
+        found: set[str] = set()
+        for text in (entry.answer, *entry.tags):
+            found.update(featurize(text).content_words)
+        return found
+
+    def _cache_key(self, texts: Sequence[str]) -> str:
+        payload = json.dumps(
+            [
+                MODEL_FORMAT,
+                self._encoder.name,
+                [[e.id, list(e.questions), e.answer, list(e.tags)] for e in self._entries],
+                list(self._uncovered),
+                sorted(self._synonyms.canonical_of.items()),
+            ],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
+
+    def _cache_path(self, key: str) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        return self._cache_dir / CACHE_SUBDIR / f"faq-{key}.npz"
+
+    def _read_cache(self, key: str) -> tuple[np.ndarray, np.ndarray, FaqModel] | None:
+        path = self._cache_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                docs = arrays["doc_vectors"].astype(np.float32)
+                unc = arrays["uncovered_vectors"].astype(np.float32)
+                model = FaqModel.from_dict(json.loads(bytes(arrays["model"]).decode("utf-8")))
+        except (OSError, KeyError, ValueError, TypeError):
+            return None  # damaged or from another version: rebuild
+        return docs, unc, model
+
+    def _write_cache(self, key: str, docs: np.ndarray, unc: np.ndarray, model: FaqModel) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        buffer = io.BytesIO()
+        model_bytes = json.dumps(model.to_dict()).encode("utf-8")
+        np.savez(
+            buffer,
+            doc_vectors=docs,
+            uncovered_vectors=unc,
+            model=np.frombuffer(model_bytes, dtype=np.uint8),
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Atomic: a concurrent reader sees the old file or the new one.
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+                f.write(buffer.getvalue())
+            os.replace(f.name, path)
+            for old in path.parent.glob("faq-*.npz"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache only costs a rebuild next time
