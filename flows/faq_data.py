@@ -72,7 +72,7 @@ MAX_ANSWER_CHARS = 600  # a WeChat text reply holds about 2,000 bytes
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _FACT_REF_RE = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\}")
-_ENTRY_KEYS = frozenset({"id", "questions", "answer", "tags", "intent"})
+_ENTRY_KEYS = frozenset({"id", "questions", "answer", "tags", "intent", "alias_of"})
 _FACT_RECORD_KEYS = frozenset({"value", "placeholder", "note", "source"})
 
 
@@ -95,6 +95,9 @@ class FaqEntry:
     tags: tuple[str, ...] = ()
     intent: str | None = None
     source: str = ""  # "file.yml item 3", for messages
+    # An id kept so that its phrasings still count: they are folded into this
+    # entry's questions at load time, and only that entry is ever answered.
+    alias_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,7 +350,15 @@ def _check_entry(raw: Any, where: str, facts: Facts | None, problems: list[str])
     if not questions:
         problems.append(f"{label}: no usable questions; skipped")
         return None
-    answer = raw.get("answer")
+    alias_of = raw.get("alias_of")
+    if alias_of is not None and (not isinstance(alias_of, str) or not _ID_RE.match(alias_of)):
+        problems.append(f"{label}: alias_of must be an entry id; ignored")
+        alias_of = None
+    answer = raw.get("answer", "" if alias_of else None)
+    if alias_of and answer:
+        problems.append(f"{label}: an alias has no answer of its own (it answers with {alias_of})")
+    if alias_of:
+        return FaqEntry(entry_id, tuple(questions), "", (), None, where, alias_of)
     if not isinstance(answer, str) or not answer.strip():
         problems.append(f"{label}: `answer` must be non-empty text; skipped")
         return None
@@ -423,7 +434,31 @@ def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEnt
     if not entries and not problems:
         problems.append(f"{faq_dir}: no FAQ entries found")
     entries = _merge_phrasings(faq_dir / PHRASINGS_FILE, entries, question_owner, problems)
-    return entries, problems
+    return _fold_aliases(entries, problems), problems
+
+
+def _fold_aliases(entries: list[FaqEntry], problems: list[str]) -> list[FaqEntry]:
+    """Entries with each alias's questions appended to the entry it names."""
+    by_id = {e.id: e for e in entries}
+    extra: dict[str, list[str]] = {}
+    for e in entries:
+        if e.alias_of is None:
+            continue
+        target = by_id.get(e.alias_of)
+        if target is None or target.alias_of is not None:
+            problems.append(
+                f"{e.source} ({e.id}): alias_of {e.alias_of} is not an entry with an answer; "
+                "skipped"
+            )
+            continue
+        extra.setdefault(target.id, []).extend(e.questions)
+    out = []
+    for e in entries:
+        if e.alias_of is not None:
+            continue
+        added = tuple(dict.fromkeys(q for q in extra.get(e.id, ()) if q not in e.questions))
+        out.append(replace(e, questions=e.questions + added) if added else e)
+    return out
 
 
 def _text_list(raw: Any, label: str, problems: list[str]) -> list[str]:

@@ -48,9 +48,10 @@ from flows.faq_text import (
 )
 
 # Bump when features or training change: cached models are keyed on it.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 FOLDS = 5
 SEED = 7
+KNN = 10  # nearest phrasings that vote for their entries
 
 WORD_WEIGHTS = FeatureWeights()
 _CHAR_STOP = frozenset("的了吗呢啊吧呀嘛哦哈么啦嗯")
@@ -63,6 +64,8 @@ RANK_FEATURES = (
     "sem_best",
     "sem_all",
     "uncovered",
+    "sem_knn",
+    "lex_knn",
     "lex_best_gap",
     "char_best_gap",
     "sem_best_gap",
@@ -190,6 +193,16 @@ def _per_entry_max(scores: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(scores, starts, axis=1)
 
 
+def _knn_share(scores: np.ndarray, doc_entry: np.ndarray, n_entries: int) -> np.ndarray:
+    """Per entry, its share of each question's KNN nearest phrasings."""
+    k = min(KNN, scores.shape[1])
+    nearest = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    share = np.zeros((scores.shape[0], n_entries))
+    rows = np.repeat(np.arange(scores.shape[0]), k)
+    np.add.at(share, (rows, doc_entry[nearest].ravel()), 1.0 / k)
+    return share
+
+
 def _gap(scores: np.ndarray) -> np.ndarray:
     """Each entry's score minus the best other entry's score (per row)."""
     if scores.shape[1] < 2:
@@ -225,6 +238,7 @@ class Scorer:
         self.word_vocab = word_vocab
         self.char_vocab = char_vocab
         self.starts = np.searchsorted(doc_entry, np.arange(n_entries))
+        self.doc_entry = doc_entry
         word_counts, _ = word_vocab.matrix([f.words for f in doc_features])
         char_counts, _ = char_vocab.matrix([f.chars for f in doc_features])
         self.words = _TfIdfSpace(word_counts, doc_entry, n_entries)
@@ -275,6 +289,8 @@ class Scorer:
             "char_all": char_all,
             "sem_best": _per_entry_max(sem_docs, self.starts),
             "sem_all": vectors @ self.entry_vectors.T,
+            "sem_knn": _knn_share(sem_docs, self.doc_entry, self.n_entries),
+            "lex_knn": _knn_share(lex_docs, self.doc_entry, self.n_entries),
         }
         uncovered, unknown = self._coverage(queries)
         out["uncovered"] = uncovered
