@@ -49,7 +49,7 @@ from flows.faq_text import (
 
 # Bump when features or training change: cached models are keyed on it.
 MODEL_FORMAT = 2
-FOLDS = 5
+FOLDS = 10
 SEED = 7
 KNN = 10  # nearest phrasings that vote for their entries
 
@@ -529,12 +529,15 @@ def fit_model(scores: Mapping[str, np.ndarray], gold: np.ndarray, fold: np.ndarr
     rows = np.repeat(np.arange(n_queries), top.shape[1])
     cols = top.ravel()
     xa, ya = x_answer[rows, cols], truth[rows, cols]
-    answer = _fit_linear(xa, ya, balanced=True)
+    # Questions the ranker got wrong say little about coverage: stage 2 learns
+    # from right answers against uncovered questions.
+    keep = ya | (gold[rows] < 0)
+    answer = _fit_linear(xa[keep], ya[keep], balanced=True)
     # Threshold from stage-2 probabilities cross-validated by question fold.
     cv_scores = np.zeros(n_queries)
     for k in np.unique(fold):
         held = fold[rows] == k
-        part = _fit_linear(xa[~held], ya[~held], balanced=True)
+        part = _fit_linear(xa[~held & keep], ya[~held & keep], balanced=True)
         mine = np.flatnonzero(fold == k)
         cv_scores[mine] = sigmoid(part.logits(x_answer[mine, top[mine, 0]]))
     top_correct = truth[np.arange(n_queries), top[:, 0]]

@@ -35,7 +35,7 @@ from flows.faq_model import (
     fit_model,
     out_of_fold_scores,
 )
-from flows.faq_semantic import SentenceEncoder, UseEncoder
+from flows.faq_semantic import SentenceEncoder, UseEncoder, encoder_input
 from flows.faq_text import Lexicon, SynonymTable, Tokenize, normalize
 
 # Longer text is not an FAQ question; only its start is searched.
@@ -153,7 +153,7 @@ class FaqRetriever:
     def _score_texts(self, texts: Sequence[str]) -> list[list[tuple[int, float]]]:
         ready = self._state()
         feats = [ready.featurize(t) for t in texts]
-        vectors = ready.encoder.encode(list(texts))
+        vectors = ready.encoder.encode([self._encoder_text(t) for t in texts])
         probs = ready.model.match_scores(ready.scorer.scores(feats, vectors))
         out = []
         for row in probs:
@@ -185,8 +185,8 @@ class FaqRetriever:
         else:
             if self._notify is not None:
                 self._notify("building the FAQ model (first use after a data change)")
-            doc_vectors = self._encoder.encode(texts)
-            unc_vectors = self._encoder.encode(list(self._uncovered))
+            doc_vectors = self._encoder.encode([self._encoder_text(t) for t in texts])
+            unc_vectors = self._encoder.encode([self._encoder_text(t) for t in self._uncovered])
             model = None
         data = TrainingSet(
             tuple(featurize(t) for t in texts),
@@ -200,6 +200,10 @@ class FaqRetriever:
             model = fit_model(*out_of_fold_scores(data))
             self._write_cache(key, doc_vectors, unc_vectors, model)
         return _Ready(build_scorer(data), model, featurize, self._encoder)
+
+    def _encoder_text(self, text: str) -> str:
+        """Known typos and variants spelt one way (和合家 -> 和和家) before encoding."""
+        return self._synonyms.apply(encoder_input(text))
 
     @staticmethod
     def _entry_words(featurize: Featurizer, entry: FaqEntry) -> set[str]:
