@@ -301,7 +301,7 @@ class Scorer:
         # (vocabulary, entries), dense: a few hundred KB, and one fancy index per question.
         self.coverage = np.zeros((len(word_vocab.index), n_entries), dtype=np.float32)
         self.coverage[cols, rows] = 1.0
-        self.known_anywhere = self.coverage.any(axis=1)
+        self.known_anywhere: np.ndarray = np.asarray(self.coverage.any(axis=1))
         # The questions known to be uncovered, as a yardstick: a question closer
         # to one of them than to the entry's phrasings is probably not covered.
         dim = doc_vectors.shape[1]
@@ -401,11 +401,12 @@ def answer_matrix(scores: Mapping[str, np.ndarray], rank_logits: np.ndarray) -> 
     """(n_queries, n_entries, len(ANSWER_FEATURES)): each entry judged as the answer."""
     n_entries = rank_logits.shape[1]
     columns = {
+        **scores,
         "rank_logit": rank_logits,
         "rank_gap": _gap(rank_logits),
         "unknown_words": np.repeat(scores["unknown_words"], n_entries, axis=1),
     }
-    return np.stack([columns.get(name, scores.get(name)) for name in ANSWER_FEATURES], axis=-1)
+    return np.stack([columns[name] for name in ANSWER_FEATURES], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -572,8 +573,28 @@ def out_of_fold_scores(
         parts.append(scorer.scores(queries, vectors))
         gold.append(np.concatenate([data.doc_entry[test], -np.ones(len(unc), dtype=np.int64)]))
         folds.append(np.full(len(queries), k))
+    if not parts:
+        return {}, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return merged, np.concatenate(gold), np.concatenate(folds)
+
+
+def untrained_model() -> FaqModel:
+    """For data too small to hold anything out (an entry or two, one phrasing
+    each): answer when the best phrasing matches in words and meaning."""
+    rank = Linear(
+        tuple(1.0 if name in ("lex_best", "sem_best") else 0.0 for name in RANK_FEATURES), -1.0
+    )
+    answer = Linear(tuple(1.0 if i == 0 else 0.0 for i in range(len(ANSWER_FEATURES))), 0.0)
+    return FaqModel(rank, answer, 0.5, {"phrasings": 0.0, "uncovered": 0.0})
+
+
+def train_model(data: TrainingSet) -> FaqModel:
+    """Fit on out-of-fold scores (see module docstring)."""
+    scores, gold, fold = out_of_fold_scores(data)
+    if not len(gold) or not (gold >= 0).any():
+        return untrained_model()
+    return fit_model(scores, gold, fold)
 
 
 def fit_model(scores: Mapping[str, np.ndarray], gold: np.ndarray, fold: np.ndarray) -> FaqModel:

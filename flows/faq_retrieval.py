@@ -33,8 +33,7 @@ from flows.faq_model import (
     Scorer,
     TrainingSet,
     build_scorer,
-    fit_model,
-    out_of_fold_scores,
+    train_model,
 )
 from flows.faq_semantic import SentenceEncoder, UseEncoder, encoder_input, one_blas_thread
 from flows.faq_text import Lexicon, SynonymTable, Tokenize, normalize
@@ -216,7 +215,7 @@ class FaqRetriever:
             unc_vectors,
         )
         if model is None:
-            model = fit_model(*out_of_fold_scores(data))
+            model = train_model(data)
             self._write_cache(key, doc_vectors, unc_vectors, model)
         return _Ready(build_scorer(data), model, featurize, self._encoder)
 

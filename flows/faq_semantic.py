@@ -82,7 +82,8 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     controller = _blas_controller()
     if controller is None:
         return nullcontext()
-    return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+    limited: AbstractContextManager[Any] = controller.limit(limits=1, user_api="blas")
+    return limited
 
 
 class UseEncoder:
