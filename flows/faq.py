@@ -79,6 +79,10 @@ DEFAULT_THRESHOLD = 0.40
 # When the best two entries are closer than this, the bot lists them and lets
 # the user pick by number instead of guessing.
 DEFAULT_AMBIGUITY_MARGIN = 0.05
+# ... or when the ranker gives the runner-up at least this share of the best
+# entry's probability ("怎么申请": mediation 0.83, the loan 0.21): the question
+# names no topic, so the user picks.
+AMBIGUITY_SHARE = 0.2
 # Longer text is not an FAQ question; only its start is searched.
 MAX_QUERY_CHARS = 200
 
@@ -252,7 +256,12 @@ def _features(
 
 def ambiguous(matches: Sequence[FaqMatch], margin: float = DEFAULT_AMBIGUITY_MARGIN) -> bool:
     """True when the best two matches are too close to pick one: offer both by number."""
-    return len(matches) >= 2 and matches[0].score - matches[1].score < margin
+    if len(matches) < 2:
+        return False
+    share = matches[1].share
+    return matches[0].score - matches[1].score < margin or (
+        share is not None and share >= AMBIGUITY_SHARE
+    )
 
 
 # --- composition helpers ----------------------------------------------------

@@ -463,8 +463,12 @@ class FaqModel:
 
     def match_scores(self, scores: Mapping[str, np.ndarray]) -> np.ndarray:
         """(n_queries, n_entries) probability that answering with the entry is right."""
+        return self.answer_and_rank(scores)[0]
+
+    def answer_and_rank(self, scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """`match_scores`, and the ranker's probability that the entry is the one asked about."""
         logits = self.rank.logits(rank_matrix(scores))
-        return sigmoid(self.answer.logits(answer_matrix(scores, logits)))
+        return sigmoid(self.answer.logits(answer_matrix(scores, logits))), sigmoid(logits)
 
 
 # --- training -----------------------------------------------------------------

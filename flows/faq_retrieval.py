@@ -53,6 +53,9 @@ class FaqMatch:
     score: float  # in [0, 1]: how likely answering with this entry is right
     question: str  # the entry's first (canonical) phrasing, for listing choices
     answer: str
+    # The ranker's probability for this entry over that of the best one (1.0
+    # for the best); None when unknown. Not part of the JSON output.
+    share: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -131,7 +134,7 @@ class FaqRetriever:
     def scores(self, text: str) -> list[tuple[int, float]]:
         """(entry index, score in [0, 1]) for every entry, best first."""
         ranked = self._score_texts([text[:MAX_QUERY_CHARS]])
-        return ranked[0] if ranked else []
+        return [(i, score) for i, score, _ in ranked[0]] if ranked else []
 
     def search(self, text: str, k: int = 3, *, threshold: float | None = None) -> list[FaqMatch]:
         """Up to k entries scoring at least the threshold, best first; [] when none fits."""
@@ -147,27 +150,38 @@ class FaqRetriever:
         best = ranked[0]
         if not best or best[0][1] < limit:
             # The clause whose best entry scores highest, if any passes.
-            clause_best = max(ranked[1:], key=lambda r: r[0][1] if r else -1.0, default=[])
+            clause_best = max(ranked[1:], key=lambda r: r[0][1], default=[])
             if clause_best and clause_best[0][1] >= limit:
                 best = clause_best
         out: list[FaqMatch] = []
-        for entry_index, score in best[: max(k, 0)]:
+        for entry_index, score, share in best[: max(k, 0)]:
             if score < limit:
                 break
             entry = self._entries[entry_index]
-            out.append(FaqMatch(entry.id, score, entry.questions[0], entry.answer))
+            out.append(FaqMatch(entry.id, score, entry.questions[0], entry.answer, share))
         return out
 
-    def _score_texts(self, texts: Sequence[str]) -> list[list[tuple[int, float]]]:
+    def _score_texts(self, texts: Sequence[str]) -> list[list[tuple[int, float, float]]]:
+        """Per text, (entry index, score, share) for every entry, best first.
+
+        The best entry's score is the answer model's probability that answering
+        with it is right. The answer model judges only the best candidate, so
+        another entry's score is that probability scaled by the square root of
+        its share of the ranker's probability: a clear runner-up ("怎么申请":
+        the loan after mediation) stays offerable, a distant one drops out.
+        """
         ready = self._state()
         feats = [ready.featurize(t) for t in texts]
         vectors = ready.encoder.encode([self._encoder_text(t) for t in texts])
         with one_blas_thread():
-            probs = ready.model.match_scores(ready.scorer.scores(feats, vectors))
+            answer, rank = ready.model.answer_and_rank(ready.scorer.scores(feats, vectors))
         out = []
-        for row in probs:
-            order = np.argsort(-row, kind="stable")
-            out.append([(int(i), float(row[i])) for i in order])
+        for answer_row, rank_row in zip(answer, rank, strict=True):
+            order = np.argsort(-rank_row, kind="stable")
+            top = order[0]
+            shares = rank_row / max(float(rank_row[top]), 1e-12)
+            scores = float(answer_row[top]) * np.sqrt(shares)
+            out.append([(int(i), float(scores[i]), float(shares[i])) for i in order])
         return out
 
     # -- building -----------------------------------------------------------
