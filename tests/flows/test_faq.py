@@ -593,26 +593,24 @@ def test_ranker_is_cached_and_rebuilt_when_the_data_changes(
         ),
     ]
     notes: list[str] = []
-    first = FaqRetriever(
-        entries,
-        tokenize,
-        uncovered=["贷款的银行经理姓什么"],
-        cache_dir=tmp_path,
-        notify=notes.append,
-    )
+
+    def retriever(entries: list[FaqEntry]) -> FaqRetriever:
+        return FaqRetriever(
+            entries,
+            tokenize,
+            uncovered=["贷款的银行经理姓什么"],
+            cache_dir=tmp_path,
+            notify=notes.append,
+        )
+
+    first = retriever(entries)
     assert first.search("利率是多少")[0].id == "loan.rate"
     assert len(notes) == 1 and list((tmp_path / "faq").glob("faq-*.npz"))
-    again = FaqRetriever(
-        entries,
-        tokenize,
-        uncovered=["贷款的银行经理姓什么"],
-        cache_dir=tmp_path,
-        notify=notes.append,
-    )
+    again = retriever(entries)
     assert again.search("利率是多少") == first.search("利率是多少")
     assert len(notes) == 1  # read from the cache, not refitted
     changed = [entries[0], FaqEntry("market.time", (*entries[1].questions, "市集卖什么"), "乙")]
-    FaqRetriever(changed, tokenize, cache_dir=tmp_path, notify=notes.append).warm()
+    retriever(changed).warm()
     assert len(notes) == 2
     assert len(list((tmp_path / "faq").glob("faq-*.npz"))) == 1  # the stale one is gone
 
