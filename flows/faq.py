@@ -1,5 +1,11 @@
 """FAQ retrieval: the entries that answer a user's question, best first.
 
+`build_index` returns the retriever every caller uses, `FaqRetriever`
+(flows.faq_retrieval): lexical, character and sentence-encoder scores combined
+by models fitted on the phrasings, and an answer check that declines questions
+no entry covers. `FaqIndex` below is the plain lexical index it grew from, kept
+as a small, dependency-free baseline:
+
 Every question phrasing is a document of weighted jieba words and character
 bigrams (after synonyms and typo correction, see `flows.faq_text`), TF-IDF
 weighted and L2-normalised. A user's question scores each entry by the cosine
@@ -72,9 +78,8 @@ __all__ = [
     "validate_faq",
 ]
 
-# Minimum score for an entry to be offered at all. Tuned with bench/faq_bench.py
-# --sweep on bench/faq_dev.yml (paraphrases and in-domain questions the FAQ does
-# not answer); below it `search` returns nothing and the bot falls back.
+# FaqIndex's minimum score for an entry to be offered at all (the retriever's
+# threshold is fitted with its models instead).
 DEFAULT_THRESHOLD = 0.40
 # When the best two entries are closer than this, the bot lists them and lets
 # the user pick by number instead of guessing.
