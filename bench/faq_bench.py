@@ -71,7 +71,7 @@ def rss_mb() -> float:
 
 
 def compare_encoders(with_e5: bool) -> None:
-    from flows.faq_data import load_entries
+    from flows.faq_data import faq_files, load_entries
     from flows.faq_semantic import UseEncoder
     from nlu.tokenizer import Tokenizer, normalize_text
     from nlu.word_vectors import load_word_vectors
@@ -80,7 +80,13 @@ def compare_encoders(with_e5: bool) -> None:
     phrasings = yaml.safe_load((data_dir / "faq" / "phrasings.yml").read_text(encoding="utf-8"))
     entries, _ = load_entries_without_phrasings(data_dir, load_entries)
     docs = [(q, e.id) for e in entries for q in e.questions]
-    queries = [(q, eid) for eid, qs in phrasings.items() for q in qs]
+    alias = {
+        raw["id"]: raw["alias_of"]
+        for path in faq_files(data_dir / "faq")
+        for raw in yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        if isinstance(raw, dict) and raw.get("alias_of")
+    }
+    queries = [(q, alias.get(eid, eid)) for eid, qs in phrasings.items() for q in qs]
     print(f"{len(docs)} entry phrasings indexed, {len(queries)} blind phrasings asked")
     tok = Tokenizer()
     vectors = load_word_vectors()
