@@ -52,6 +52,7 @@ MODEL_FORMAT = 2
 FOLDS = 10
 SEED = 7
 KNN = 10  # nearest phrasings that vote for their entries
+FAST_PATH_MAX = 8  # up to this many texts are scored one by one (see Scorer.scores)
 
 WORD_WEIGHTS = FeatureWeights()
 _CHAR_STOP = frozenset("的了吗呢啊吧呀嘛哦哈么啦嗯")
@@ -318,6 +319,11 @@ class Scorer:
     def scores(self, queries: Sequence[TextFeatures], vectors: np.ndarray) -> dict[str, np.ndarray]:
         """Name -> (n_queries, n_entries) array for every name in RANK_FEATURES,
         plus `unknown_words` (n_queries, 1)."""
+        if 1 < len(queries) <= FAST_PATH_MAX:
+            # A message and its clauses: scipy's per-product overhead dwarfs the
+            # arithmetic for a few short texts, so take the one-text path each.
+            parts = [self.scores([q], vectors[i : i + 1]) for i, q in enumerate(queries)]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         if len(queries) == 1:
             lex_docs, lex_all = self.words.cosines_one(*self.word_vocab.terms(queries[0].words))
             char_terms = self.char_vocab.terms(queries[0].chars)

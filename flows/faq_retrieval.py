@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ CACHE_SUBDIR = "faq"
 # when the whole message gets nothing, its clauses are tried one by one.
 _CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
 MIN_CLAUSE_CHARS = 4
+RECENT_QUESTIONS = 512
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class FaqRetriever:
         self._notify = notify
         self._lock = threading.Lock()
         self._ready: _Ready | None = None
+        # Recent questions' embeddings: the dialogue searches a message and then
+        # its clauses, and many people ask the same thing. Bounded, per instance.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def entries(self) -> tuple[FaqEntry, ...]:
@@ -172,7 +178,7 @@ class FaqRetriever:
         """
         ready = self._state()
         feats = [ready.featurize(t) for t in texts]
-        vectors = ready.encoder.encode([self._encoder_text(t) for t in texts])
+        vectors = self._vectors(ready.encoder, [self._encoder_text(t) for t in texts])
         with one_blas_thread():
             answer, rank = ready.model.answer_and_rank(ready.scorer.scores(feats, vectors))
         out = []
@@ -183,6 +189,21 @@ class FaqRetriever:
             scores = float(answer_row[top]) * np.sqrt(shares)
             out.append([(int(i), float(scores[i]), float(shares[i])) for i in order])
         return out
+
+    def _vectors(self, encoder: SentenceEncoder, texts: list[str]) -> np.ndarray:
+        with self._recent_lock:
+            known = {t: self._recent[t] for t in texts if t in self._recent}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = encoder.encode(missing)
+            with self._recent_lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    known[text] = vector
+                    self._recent[text] = vector
+                    self._recent.move_to_end(text)
+                while len(self._recent) > RECENT_QUESTIONS:
+                    self._recent.popitem(last=False)
+        return np.stack([known[t] for t in texts])
 
     # -- building -----------------------------------------------------------
 
