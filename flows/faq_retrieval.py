@@ -22,22 +22,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flows import faq_model
 from flows.faq_data import FaqEntry
-from flows.faq_model import (
-    MODEL_FORMAT,
-    FaqModel,
-    Featurizer,
-    Scorer,
-    TrainingSet,
-    build_scorer,
-    train_model,
-)
 from flows.faq_semantic import SentenceEncoder, UseEncoder, encoder_input, one_blas_thread
 from flows.faq_text import Lexicon, SynonymTable, Tokenize, normalize
+
+if TYPE_CHECKING:
+    # Imported where used: the models pull in scipy, which a process that never
+    # answers an FAQ question (a shell that only greets) should not pay for.
+    from flows.faq_model import FaqModel, Featurizer, Scorer
 
 # Longer text is not an FAQ question; only its start is searched.
 MAX_QUERY_CHARS = 200
@@ -223,6 +219,8 @@ class FaqRetriever:
             return self._ready
 
     def _build(self) -> _Ready:
+        from flows.faq_model import Featurizer, TrainingSet, build_scorer, train_model
+
         lexicon = Lexicon(normalize(t).replace(" ", "") for e in self._entries for t in e.tags)
         featurize = Featurizer(self._tokenize, self._synonyms, lexicon)
         texts: list[str] = []
@@ -266,9 +264,11 @@ class FaqRetriever:
         return found
 
     def _cache_key(self) -> str:
+        from flows import faq_model
+
         payload = json.dumps(
             [
-                MODEL_FORMAT,
+                faq_model.MODEL_FORMAT,
                 # The training code itself: a changed feature retrains.
                 hashlib.sha256(Path(faq_model.__file__).read_bytes()).hexdigest(),
                 self._encoder.name,
@@ -286,6 +286,8 @@ class FaqRetriever:
         return self._cache_dir / CACHE_SUBDIR / f"faq-{key}.npz"
 
     def _read_cache(self, key: str) -> tuple[np.ndarray, np.ndarray, FaqModel] | None:
+        from flows.faq_model import FaqModel
+
         path = self._cache_path(key)
         if path is None or not path.exists():
             return None

