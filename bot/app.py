@@ -12,7 +12,7 @@ from bot.dispatcher import Dispatcher
 from bot.settings import Settings
 from flows.definitions import FlowBook
 from flows.engine import DialogueEngine, EngineSettings
-from flows.faq import FaqBase, FaqIndex, FaqMatch, ambiguous, load_faq_base, load_tokenizer
+from flows.faq import FaqBase, FaqMatch, FaqRetriever, ambiguous, build_index, load_faq_base
 from flows.replies import Replies
 from flows.store import Store
 from nlu.parser import Parser, load_parser
@@ -21,7 +21,7 @@ from nlu.parser import Parser, load_parser
 class FaqAnswers:
     """The FAQ as the dialogue sees it: search, ambiguity and lookup by id."""
 
-    def __init__(self, base: FaqBase, index: FaqIndex) -> None:
+    def __init__(self, base: FaqBase, index: FaqRetriever) -> None:
         self.base = base
         self._index = index
         self._by_id = {entry.id: entry for entry in index.entries}
@@ -51,12 +51,16 @@ class Core:
         self.store.close()
 
 
-def build_faq(settings: Settings, tokenize: Callable[[str], list[str]] | None = None) -> FaqAnswers:
-    """The FAQ index; pass the parser's tokenizer so jieba's dictionary loads once."""
+def build_faq(
+    settings: Settings,
+    tokenize: Callable[[str], list[str]] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> FaqAnswers:
+    """The FAQ retriever; pass the parser's tokenizer so jieba's dictionary loads
+    once. Nothing heavy happens here: the sentence encoder and the ranker load on
+    the first FAQ search, cached beside the NLU model."""
     base = load_faq_base(settings.data_dir)
-    index = FaqIndex.build(
-        base.rendered_entries(), tokenize or load_tokenizer(), synonyms=base.synonyms
-    )
+    index = build_index(base, tokenize, cache_dir=settings.nlu.resolved_model_dir(), notify=notify)
     return FaqAnswers(base, index)
 
 
@@ -73,7 +77,7 @@ def build_core(
     if parser is None:
         parser = load_parser(settings.nlu, notify=notify)
     replies = Replies.load(settings.data_dir / "replies")
-    faq = build_faq(settings, parser.tokenizer.words)
+    faq = build_faq(settings, parser.tokenizer.words, notify)
     book = FlowBook.load(settings.data_dir / "flows.yml", settings.data_dir / "routing.yml")
     facts = faq.base.facts
 

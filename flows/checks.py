@@ -70,11 +70,31 @@ class DataProblem:
 
 
 def check_faq(paths: Sequence[Path]) -> list[DataProblem]:
-    """`paths`: data dirs (holding faq/ and facts.yml)."""
+    """`paths`: data dirs (holding faq/ and facts.yml). Phrasings that collide
+    with another entry's are warnings (see flows.faq_checks)."""
+    from flows.faq import FaqDataError, load_faq_base
+    from flows.faq_checks import phrasing_collisions
+
     problems = []
     for data_dir in paths:
         for text in validate_faq(data_dir / "faq", data_dir / "facts.yml"):
             problems.append(DataProblem(str(data_dir / "faq"), text))
+        try:
+            base = load_faq_base(data_dir)
+        except FaqDataError:
+            continue  # already reported above
+        for entry_id, text, other_id, other, similarity in phrasing_collisions(
+            base.entries, base.synonyms
+        ):
+            problems.append(
+                DataProblem(
+                    str(data_dir / "faq"),
+                    f"{entry_id}: phrasing {text!r} is nearly the same as {other!r} of "
+                    f"{other_id} (similarity {similarity:.2f}): one entry will answer the "
+                    "other's questions; move or sharpen it, or make one an alias_of the other",
+                    level="warning",
+                )
+            )
     return problems
 
 

@@ -1,5 +1,11 @@
 """FAQ retrieval: the entries that answer a user's question, best first.
 
+`build_index` returns the retriever every caller uses, `FaqRetriever`
+(flows.faq_retrieval): lexical, character and sentence-encoder scores combined
+by models fitted on the phrasings, and an answer check that declines questions
+no entry covers. `FaqIndex` below is the plain lexical index it grew from, kept
+as a small, dependency-free baseline:
+
 Every question phrasing is a document of weighted jieba words and character
 bigrams (after synonyms and typo correction, see `flows.faq_text`), TF-IDF
 weighted and L2-normalised. A user's question scores each entry by the cosine
@@ -15,10 +21,8 @@ need are re-exported here so that `from flows.faq import ...` is enough.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from flows.faq_data import (
     REQUIRED_FAQ_IDS,
@@ -33,9 +37,12 @@ from flows.faq_data import (
     load_facts,
     load_faq_base,
     load_synonyms,
+    load_uncovered,
     render_answer,
     validate_faq,
 )
+from flows.faq_retrieval import FaqMatch, FaqRetriever
+from flows.faq_semantic import SentenceEncoder
 from flows.faq_text import (
     FeatureWeights,
     Lexicon,
@@ -58,6 +65,7 @@ __all__ = [
     "FaqEntry",
     "FaqIndex",
     "FaqMatch",
+    "FaqRetriever",
     "ambiguous",
     "build_index",
     "load_entries",
@@ -65,17 +73,21 @@ __all__ = [
     "load_faq_base",
     "load_synonyms",
     "load_tokenizer",
+    "load_uncovered",
     "render_answer",
     "validate_faq",
 ]
 
-# Minimum score for an entry to be offered at all. Tuned with bench/faq_bench.py
-# --sweep on bench/faq_dev.yml (paraphrases and in-domain questions the FAQ does
-# not answer); below it `search` returns nothing and the bot falls back.
+# FaqIndex's minimum score for an entry to be offered at all (the retriever's
+# threshold is fitted with its models instead).
 DEFAULT_THRESHOLD = 0.40
 # When the best two entries are closer than this, the bot lists them and lets
 # the user pick by number instead of guessing.
 DEFAULT_AMBIGUITY_MARGIN = 0.05
+# ... or when the ranker gives the runner-up at least this share of the best
+# entry's probability ("怎么申请": mediation 0.83, the loan 0.21): the question
+# names no topic, so the user picks.
+AMBIGUITY_SHARE = 0.2
 # Longer text is not an FAQ question; only its start is searched.
 MAX_QUERY_CHARS = 200
 
@@ -83,22 +95,6 @@ MAX_QUERY_CHARS = 200
 FEATURE_WEIGHTS = FeatureWeights()
 # Share of an entry's score from its best phrasing; the rest from all its phrasings together.
 BEST_PHRASING_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class FaqMatch:
-    id: str
-    score: float  # in [0, 1]
-    question: str  # the entry's first (canonical) phrasing, for listing choices
-    answer: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "score": round(self.score, 4),
-            "question": self.question,
-            "answer": self.answer,
-        }
 
 
 # --- retrieval --------------------------------------------------------------
@@ -265,7 +261,12 @@ def _features(
 
 def ambiguous(matches: Sequence[FaqMatch], margin: float = DEFAULT_AMBIGUITY_MARGIN) -> bool:
     """True when the best two matches are too close to pick one: offer both by number."""
-    return len(matches) >= 2 and matches[0].score - matches[1].score < margin
+    if len(matches) < 2:
+        return False
+    share = matches[1].share
+    return matches[0].score - matches[1].score < margin or (
+        share is not None and share >= AMBIGUITY_SHARE
+    )
 
 
 # --- composition helpers ----------------------------------------------------
@@ -305,8 +306,26 @@ def _private_jieba(extra_words: Iterable[str]) -> Tokenize:
 
 
 def build_index(
-    base: FaqBase, tokenize: Tokenize | None = None, *, threshold: float = DEFAULT_THRESHOLD
-) -> FaqIndex:
-    """Index a loaded FAQ base with rendered answers (tokenizer: `load_tokenizer()`)."""
+    base: FaqBase,
+    tokenize: Tokenize | None = None,
+    *,
+    threshold: float | None = None,
+    cache_dir: Path | None = None,
+    encoder: SentenceEncoder | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> FaqRetriever:
+    """The retriever over a loaded FAQ base with rendered answers (tokenizer:
+    `load_tokenizer()`). `cache_dir` keeps the phrasing embeddings and fitted
+    models between processes (the NLU's model directory); `threshold` overrides
+    the fitted one. Nothing is loaded or trained until the first search."""
     tok = tokenize or load_tokenizer(set(base.synonyms.canonical_of.values()))
-    return FaqIndex.build(base.rendered_entries(), tok, synonyms=base.synonyms, threshold=threshold)
+    return FaqRetriever(
+        base.rendered_entries(),
+        tok,
+        synonyms=base.synonyms,
+        uncovered=base.uncovered,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        threshold=threshold,
+        notify=notify,
+    )

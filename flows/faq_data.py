@@ -4,6 +4,8 @@ and rendering answers with facts filled in.
 Files (under the data directory, see `flows.paths`):
   faq/*.yml          a list of entries: id, questions, answer, tags, intent
   faq/synonyms.yml   canonical spelling -> variants and typos
+  faq/phrasings.yml  entry id -> more phrasings (merged into the entry's questions)
+  faq/uncovered.yml  in-domain questions no entry answers (negatives for the ranker)
   facts.yml          district facts that answers reference as `{group.name}`
 
 A fact nobody has confirmed yet is an explicit placeholder; it renders as
@@ -62,12 +64,15 @@ UNKNOWN_FACT_NOTE = (
 
 FAQ_FILE_GLOB = "*.yml"
 SYNONYMS_FILE = "synonyms.yml"
+PHRASINGS_FILE = "phrasings.yml"
+UNCOVERED_FILE = "uncovered.yml"
+_NOT_ENTRY_FILES = frozenset({SYNONYMS_FILE, PHRASINGS_FILE, UNCOVERED_FILE})
 FACTS_FILE = "facts.yml"
 MAX_ANSWER_CHARS = 600  # a WeChat text reply holds about 2,000 bytes
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _FACT_REF_RE = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\}")
-_ENTRY_KEYS = frozenset({"id", "questions", "answer", "tags", "intent"})
+_ENTRY_KEYS = frozenset({"id", "questions", "answer", "tags", "intent", "alias_of"})
 _FACT_RECORD_KEYS = frozenset({"value", "placeholder", "note", "source"})
 
 
@@ -90,6 +95,9 @@ class FaqEntry:
     tags: tuple[str, ...] = ()
     intent: str | None = None
     source: str = ""  # "file.yml item 3", for messages
+    # An id kept so that its phrasings still count: they are folded into this
+    # entry's questions at load time, and only that entry is ever answered.
+    alias_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class FaqBase:
     entries: tuple[FaqEntry, ...]
     facts: Facts
     synonyms: SynonymTable
+    uncovered: tuple[str, ...] = ()  # questions no entry answers (faq/uncovered.yml)
 
     def entry(self, entry_id: str) -> FaqEntry | None:
         for e in self.entries:
@@ -131,7 +140,12 @@ class FaqBase:
 # --- loading and validation -------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: the FAQ files hold ~2,000 phrasings and
+# the pure-Python parser takes a third of a second over them at every start.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that reports a repeated key instead of silently keeping the last one."""
 
 
@@ -341,7 +355,15 @@ def _check_entry(raw: Any, where: str, facts: Facts | None, problems: list[str])
     if not questions:
         problems.append(f"{label}: no usable questions; skipped")
         return None
-    answer = raw.get("answer")
+    alias_of = raw.get("alias_of")
+    if alias_of is not None and (not isinstance(alias_of, str) or not _ID_RE.match(alias_of)):
+        problems.append(f"{label}: alias_of must be an entry id; ignored")
+        alias_of = None
+    answer = raw.get("answer", "" if alias_of else None)
+    if alias_of and answer:
+        problems.append(f"{label}: an alias has no answer of its own (it answers with {alias_of})")
+    if alias_of:
+        return FaqEntry(entry_id, tuple(questions), "", (), None, where, alias_of)
     if not isinstance(answer, str) or not answer.strip():
         problems.append(f"{label}: `answer` must be non-empty text; skipped")
         return None
@@ -374,7 +396,7 @@ def _check_answer_template(
 
 
 def faq_files(faq_dir: Path) -> list[Path]:
-    return sorted(p for p in faq_dir.glob(FAQ_FILE_GLOB) if p.name != SYNONYMS_FILE)
+    return sorted(p for p in faq_dir.glob(FAQ_FILE_GLOB) if p.name not in _NOT_ENTRY_FILES)
 
 
 def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEntry], list[str]]:
@@ -416,7 +438,93 @@ def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEnt
             entries.append(entry)
     if not entries and not problems:
         problems.append(f"{faq_dir}: no FAQ entries found")
-    return entries, problems
+    entries = _merge_phrasings(faq_dir / PHRASINGS_FILE, entries, question_owner, problems)
+    return _fold_aliases(entries, problems), problems
+
+
+def _fold_aliases(entries: list[FaqEntry], problems: list[str]) -> list[FaqEntry]:
+    """Entries with each alias's questions appended to the entry it names."""
+    by_id = {e.id: e for e in entries}
+    extra: dict[str, list[str]] = {}
+    for e in entries:
+        if e.alias_of is None:
+            continue
+        target = by_id.get(e.alias_of)
+        if target is None or target.alias_of is not None:
+            problems.append(
+                f"{e.source} ({e.id}): alias_of {e.alias_of} is not an entry with an answer; "
+                "skipped"
+            )
+            continue
+        extra.setdefault(target.id, []).extend(e.questions)
+    out = []
+    for e in entries:
+        if e.alias_of is not None:
+            continue
+        added = tuple(dict.fromkeys(q for q in extra.get(e.id, ()) if q not in e.questions))
+        out.append(replace(e, questions=e.questions + added) if added else e)
+    return out
+
+
+def _text_list(raw: Any, label: str, problems: list[str]) -> list[str]:
+    if not isinstance(raw, list):
+        problems.append(f"{label}: expected a list of questions; skipped")
+        return []
+    out = []
+    for q in raw:
+        if isinstance(q, str | int) and normalize(str(q)):
+            out.append(str(q).strip())
+        else:
+            problems.append(f"{label}: question {q!r} is empty or not text; ignored")
+    return out
+
+
+def _merge_phrasings(
+    path: Path,
+    entries: list[FaqEntry],
+    question_owner: dict[str, str],
+    problems: list[str],
+) -> list[FaqEntry]:
+    """Entries with the phrasings of `path` (id -> [question]) appended."""
+    if not path.exists():
+        return entries
+    data = _read_yaml(path, problems)
+    if data is None:
+        return entries
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a mapping `条目id: [问法, ...]`")
+        return entries
+    extra: dict[str, list[str]] = {}
+    known = {e.id for e in entries}
+    for entry_id, raw in data.items():
+        label = f"{path}: {entry_id}"
+        if entry_id not in known:
+            problems.append(f"{label}: no FAQ entry has this id; skipped")
+            continue
+        kept = extra.setdefault(str(entry_id), [])
+        for q in _text_list(raw, label, problems):
+            key = normalize(q).replace(" ", "")
+            owner = question_owner.setdefault(key, entry_id)
+            if owner != entry_id:
+                problems.append(f"{label}: question {q!r} is also a question of {owner}; skipped")
+            elif q not in kept:
+                kept.append(q)
+    out = []
+    for e in entries:
+        added = tuple(q for q in extra.get(e.id, ()) if q not in e.questions)
+        out.append(replace(e, questions=e.questions + added) if added else e)
+    return out
+
+
+def load_uncovered(path: Path) -> tuple[tuple[str, ...], list[str]]:
+    """Read uncovered.yml (a list of questions); a missing file means none."""
+    problems: list[str] = []
+    if not path.exists():
+        return (), problems
+    data = _read_yaml(path, problems)
+    if data is None:
+        return (), problems
+    return tuple(dict.fromkeys(_text_list(data, str(path), problems))), problems
 
 
 def validate_faq(faq_dir: Path, facts_path: Path) -> list[str]:
@@ -427,7 +535,16 @@ def validate_faq(faq_dir: Path, facts_path: Path) -> list[str]:
     facts, problems = load_facts(facts_path)
     _, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
     entries, entry_problems = load_entries(faq_dir, facts)
-    problems += synonym_problems + entry_problems
+    uncovered, uncovered_problems = load_uncovered(faq_dir / UNCOVERED_FILE)
+    problems += synonym_problems + entry_problems + uncovered_problems
+    owner = {normalize(q).replace(" ", ""): e.id for e in entries for q in e.questions}
+    for q in uncovered:
+        other = owner.get(normalize(q).replace(" ", ""))
+        if other is not None:
+            problems.append(
+                f"{faq_dir / UNCOVERED_FILE}: {q!r} is listed as uncovered but is a "
+                f"question of {other}"
+            )
     present = {e.id for e in entries}
     for required in REQUIRED_FAQ_IDS:
         if required not in present:
@@ -445,12 +562,13 @@ def load_faq_base(data_dir: Path, *, strict: bool = False) -> FaqBase:
     facts, fact_problems = load_facts(data_dir / FACTS_FILE)
     synonyms, synonym_problems = load_synonyms(faq_dir / SYNONYMS_FILE)
     entries, entry_problems = load_entries(faq_dir, facts)
-    problems = fact_problems + synonym_problems + entry_problems
+    uncovered, uncovered_problems = load_uncovered(faq_dir / UNCOVERED_FILE)
+    problems = fact_problems + synonym_problems + entry_problems + uncovered_problems
     if strict and problems:
         raise FaqDataError(problems)
     if not entries:
         raise FaqDataError(problems or [f"{faq_dir}: no FAQ entries"])
-    return FaqBase(tuple(entries), facts, synonyms)
+    return FaqBase(tuple(entries), facts, synonyms, uncovered)
 
 
 # --- rendering --------------------------------------------------------------

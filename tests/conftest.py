@@ -30,8 +30,12 @@ def nlu_parser(model_dir: Path) -> Parser:
 
 
 @pytest.fixture
-def core(tmp_path: Path, nlu_parser: Parser) -> Iterator[Core]:
-    settings = Settings(db_path=tmp_path / "tongxin.db", data_dir=default_data_dir())
+def core(tmp_path: Path, nlu_parser: Parser, model_dir: Path) -> Iterator[Core]:
+    settings = Settings(
+        db_path=tmp_path / "tongxin.db",
+        data_dir=default_data_dir(),
+        nlu=NluSettings(model_dir=model_dir),  # the FAQ model is cached beside the NLU's
+    )
     built = build_core(settings, parser=nlu_parser, inline_outbox=frozenset({"shell", "test"}))
     yield built
     built.close()

