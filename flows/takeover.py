@@ -1,0 +1,82 @@
+"""Live takeover: a staff member answers a resident in person, and the bot
+keeps quiet for that resident until the conversation is handed back or has
+been idle for the takeover's time.
+
+The state lives in the store's key/value table with a time to live, so that
+every server process sees it and an idle takeover ends by itself. The
+dispatcher asks `touch` once per turn; the staff workspace takes and releases.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from flows.store import Store, StoreError
+
+_PREFIX = "takeover:"
+
+
+class TakeoverHeldError(StoreError):
+    """Another staff member already holds this conversation."""
+
+
+@dataclass(frozen=True)
+class Takeover:
+    staff: str
+    ticket_id: str | None
+    idle_s: float
+
+
+def _key(channel: str, user_id: str) -> str:
+    return f"{_PREFIX}{channel}:{user_id}"
+
+
+def current(store: Store, channel: str, user_id: str) -> Takeover | None:
+    raw = store.kv_get(_key(channel, user_id))
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Takeover(str(data["staff"]), data.get("ticket_id"), float(data["idle_s"]))
+
+
+def _save(store: Store, channel: str, user_id: str, held: Takeover) -> None:
+    value = json.dumps({"staff": held.staff, "ticket_id": held.ticket_id, "idle_s": held.idle_s})
+    store.kv_set(_key(channel, user_id), value, ttl_s=held.idle_s)
+
+
+def take(
+    store: Store,
+    channel: str,
+    user_id: str,
+    staff: str,
+    *,
+    idle_s: float,
+    ticket_id: str | None = None,
+) -> Takeover:
+    """Hold the conversation for `staff` (again: renews it). Raises
+    `TakeoverHeldError` while someone else holds it."""
+    with store.transaction():
+        held = current(store, channel, user_id)
+        if held is not None and held.staff != staff:
+            raise TakeoverHeldError(f"the conversation is held by {held.staff}")
+        new = Takeover(staff, ticket_id, idle_s)
+        _save(store, channel, user_id, new)
+        return new
+
+
+def touch(store: Store, channel: str, user_id: str) -> Takeover | None:
+    """The holder of the conversation, its idle time restarted; None when the
+    bot answers. Call inside the turn's transaction."""
+    held = current(store, channel, user_id)
+    if held is not None:
+        _save(store, channel, user_id, held)
+    return held
+
+
+def release(store: Store, channel: str, user_id: str) -> Takeover | None:
+    """Give the conversation back to the bot; returns what was held."""
+    with store.transaction():
+        held = current(store, channel, user_id)
+        store.kv_delete(_key(channel, user_id))
+        return held
