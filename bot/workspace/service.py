@@ -19,6 +19,7 @@ from flows.staff import (
     _clean,
     assign_ticket,
     kind_label,
+    local_time,
     status_label,
     update_ticket,
 )
@@ -198,6 +199,7 @@ class Workspace:
                 if r["direction"] == "in"
                 else ("staff" if (r["intent"] or "").startswith("staff") else "bot"),
                 "text": r["text"],
+                "at_local": local_time(r["at"]),
             }
             for r in rows
         ]
@@ -330,8 +332,10 @@ class Workspace:
 
     def _tell(self, ticket: Ticket, user: StaffUser, action: str, reply_id: str, note: str) -> None:
         """Tell the resident (outbox) and write the audit event."""
-        self.core.store.enqueue(
-            ticket.channel, ticket.user_id, self.text(reply_id), ticket_id=ticket.id
+        text = self.text(reply_id)
+        self.core.store.enqueue(ticket.channel, ticket.user_id, text, ticket_id=ticket.id)
+        self.core.store.log_message(
+            ticket.channel, ticket.user_id, "out", text, f"staff:{user.username}"
         )
         self.ws.add_event(ticket.id, user.username, action, note)
 

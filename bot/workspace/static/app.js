@@ -83,7 +83,7 @@
     const w = document.createElement("span"); w.className = "who"; w.textContent = who[m.from] || m.from;
     const t = document.createElement("span"); t.className = "text"; t.textContent = m.text;
     const when = document.createElement("span"); when.className = "when";
-    when.textContent = new Date(m.at).toLocaleString("zh-CN", { hour12: false });
+    when.textContent = m.at_local;
     li.append(w, t, when);
     list.appendChild(li);
     list.scrollTop = list.scrollHeight;
