@@ -116,7 +116,7 @@ class Pages:
         result = ws.queue(
             call.user, f, order=order, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
         )
-        counts = ws.counts(call.user, f)
+        counts = result.counts
         kept = {k: v for k, v in query.items() if v and k != "page"}
         pages = max(1, math.ceil(result.total / PAGE_SIZE))
         scope = call.user.departments

@@ -139,11 +139,6 @@ class Workspace:
             offset=offset,
         )
 
-    def counts(self, user: StaffUser, f: TicketFilter) -> dict[str, int]:
-        return self.ws.status_counts(
-            f, departments=user.departments, overdue_before=self.overdue_before()
-        )
-
     def list_item(self, ticket: Ticket, overdue: bool) -> dict[str, Any]:
         """A ticket as in `tickets list --json`, phones masked (a list is seen
         over a shoulder; the ticket page shows them)."""
