@@ -28,6 +28,8 @@ MAX_TEXT_CHARS = 2000
 # Platforms retry within minutes; a day of processed-message records is plenty.
 PROCESSED_KEEP_S = 24 * 3600
 PRUNE_EVERY = 500
+# Said before the bot's answer when a staff takeover ended by idling.
+BOT_BACK = "workspace.takeover_ended"
 
 
 class Parser(Protocol):
@@ -145,6 +147,8 @@ class Dispatcher:
                 replies = []
             else:
                 replies = self.engine.handle(msg, parse, state, self.clock())
+                if takeover.lapsed(self.store, msg.channel, key) and BOT_BACK in self.replies:
+                    replies = [Reply(self.replies.text(BOT_BACK)), *replies]
                 if truncated:
                     replies = [*replies, Reply(self.replies.text("too_long_note"))]
                 self.store.save_conversation(msg.channel, key, state.to_json(), STATE_VERSION)

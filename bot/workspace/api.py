@@ -89,7 +89,8 @@ def status(call: Call) -> Response:
         note=values["note"],
         assignee=values["assignee"],
     )
-    return JSONResponse(ws.list_item(changed, False) | {"phone": changed.phone})
+    overdue = ws.ws.is_overdue(changed, ws.overdue_before())
+    return JSONResponse(ws.list_item(changed, overdue) | {"phone": changed.phone})
 
 
 def take_over(call: Call) -> Response:

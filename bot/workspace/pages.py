@@ -3,6 +3,7 @@ only script is our own `static/app.js`) and signing in and out."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ def _env() -> Environment:
     )
     env.filters["local"] = local_time
     return env
+
+
+def _login_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The sign-in form (urlencoded), or the same fields as a JSON object."""
+    text = body.decode("utf-8", errors="replace")
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
 class Pages:
@@ -70,8 +85,7 @@ class Pages:
         sessions = self.ctx.sessions
         if sessions is None:
             return self.error(503, "员工工作台未启用：请设置 TONGXIN_SECRET_KEY 后重启服务。")
-        raw = (await request.body())[:8192].decode("utf-8", errors="replace")
-        form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        form = _login_fields((await request.body())[:8192], request.headers.get("content-type", ""))
         username = form.get("username", "").strip()[:64]
         password = form.get("password", "")[:256]
         target = safe_next(form.get("next"))

@@ -50,16 +50,19 @@ def mask_phone_text(value: str | None) -> str | None:
     return None if value is None else mask_personal_data(value, mask_phones=True)
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phone_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
 def masked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in fields.items():
-        if isinstance(value, str):
-            out[key] = mask_phone_text(value)
-        elif isinstance(value, dict):
-            out[key] = masked_fields(value)
-        else:
-            out[key] = value
-    return out
+    """A ticket's fields with every phone number masked, however deep."""
+    return {key: _masked(value) for key, value in fields.items()}
 
 
 def _parse_date(raw: str | None) -> date | None:

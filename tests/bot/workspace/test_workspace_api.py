@@ -65,6 +65,10 @@ def test_login_sets_a_signed_httponly_samesite_cookie(app_client: TestClient) ->
     assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=" in cookie
     session = app_client.get("/staff/api/session").json()
     assert session["username"] == "王律师"
+    as_json = app_client.post(
+        "/staff/login", json={"username": "王律师", "password": PASSWORD}, follow_redirects=False
+    )
+    assert as_json.status_code == 303
     assert session["role"] == "staff" and session["department"] == LEGAL
     assert len(session["csrf_token"]) >= 32
     # A forged cookie (right shape, wrong signature) is no session.
@@ -341,16 +345,23 @@ def test_takeover_silences_the_bot_until_handed_back(
 
 
 def test_idle_takeover_ends_by_itself(ws_core: Core, tickets: Tickets) -> None:
-    from flows import takeover
-
-    takeover.take(ws_core.store, "shell", "resident1", "王律师", idle_s=0.05)
-    assert takeover.current(ws_core.store, "shell", "resident1") is not None
     import time
 
-    time.sleep(0.1)
-    assert takeover.current(ws_core.store, "shell", "resident1") is None
+    from flows import takeover
+
+    takeover.take(
+        ws_core.store, "shell", "resident1", "王律师", idle_s=0.3, ticket_id=tickets.legal
+    )
     msg = IncomingMessage(channel="shell", user_id="resident1", text="你好")
-    assert ws_core.dispatcher.handle(msg) != []
+    assert ws_core.dispatcher.handle(msg) == []  # held: a resident's message renews it
+    time.sleep(0.4)
+    assert takeover.current(ws_core.store, "shell", "resident1") is None
+    replies = [r.text for r in ws_core.dispatcher.handle(msg)]
+    assert "智能助手" in replies[0] and len(replies) >= 2  # told once, then the bot answers
+    again = [r.text for r in ws_core.dispatcher.handle(msg)]
+    assert not any("人工服务已结束" in t for t in again)
+    last = ws_core.store.ticket_events(tickets.legal)[-1]
+    assert (last.actor, last.action) == ("system", "handback")
 
 
 def test_volunteers_list_and_mark_contacted(ws_core: Core, as_user: Any) -> None:
@@ -435,3 +446,48 @@ def test_changing_the_secret_key_ends_sessions(ws_core: Core, secret: str) -> No
         )
         with TestClient(create_app(rotated, []), cookies=dict(client.cookies.items())) as again:
             assert again.get("/staff/api/session").status_code == 401
+
+
+def test_queue_filters_by_date_assignee_and_pages(
+    ws_core: Core, as_user: Any, tickets: Tickets
+) -> None:
+    ws_core.store._exec(
+        "UPDATE tickets SET created_at = '2026-03-10T03:00:00.000000+00:00' WHERE id = ?",
+        (tickets.mediation,),
+    )
+    admin, csrf = as_user("admin")
+    admin.post(
+        f"/staff/api/tickets/{tickets.legal}/status",
+        json={"assignee": "王律师"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    get = admin.get
+    # Local (China) days: 03:00 UTC on 10 March is 11:00 that day in Beijing.
+    day = get("/staff/api/tickets", params={"since": "2026-03-10", "until": "2026-03-10"})
+    assert [t["id"] for t in day.json()] == [tickets.mediation]
+    assert get("/staff/api/tickets", params={"until": "2026-03-09"}).json() == []
+    assert get("/staff/api/tickets", params={"since": "tomorrow"}).status_code == 400
+    mine = get("/staff/api/tickets", params={"assignee": "王律师"}).json()
+    assert [t["id"] for t in mine] == [tickets.legal]
+    nobody = get("/staff/api/tickets", params={"assignee": "-"}).json()
+    assert [t["id"] for t in nobody] == [tickets.mediation]
+    first = get("/staff/api/tickets", params={"order": "newest", "limit": 1})
+    assert first.headers["x-total-count"] == "2"
+    second = get("/staff/api/tickets", params={"order": "newest", "limit": 1, "offset": 1})
+    assert [t["id"] for t in first.json() + second.json()] == [tickets.legal, tickets.mediation]
+    page = get("/staff/", params={"assignee": "王律师"}).text
+    assert tickets.legal in page and tickets.mediation not in page
+
+
+def test_nested_phones_are_masked_in_lists(ws_core: Core, as_user: Any) -> None:
+    ws_core.store.create_ticket(
+        kind="human_handoff",
+        department="社区综合服务台",
+        channel="shell",
+        user_id="r9",
+        phone=None,
+        fields={"conversation": [{"from": "user", "text": "我的电话13912340000"}]},
+    )
+    admin, _ = as_user("admin")
+    listed = json.dumps(admin.get("/staff/api/tickets").json(), ensure_ascii=False)
+    assert "13912340000" not in listed and "139****0000" in listed
