@@ -5,8 +5,6 @@ customer-service API of the fake WeChat on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import anyio.to_thread
@@ -14,20 +12,11 @@ import pytest
 
 from bot.workspace.accounts import StaffUser
 from bot.workspace.service import Workspace
+from tests.bot.channels.wechat.test_wechat_http import wait_for
 
 pytestmark = pytest.mark.anyio
 
 USER = "oFq3Q5xYk2WmTn7Rb9HcL0gZ1aVe"
-
-
-async def wait_for(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_takeover_on_wechat(kit_factory: Any) -> None:
