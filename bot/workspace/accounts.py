@@ -3,6 +3,7 @@ password check (argon2id, salted and slow, from argon2-cffi)."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,13 @@ MAX_USERNAME_CHARS = 64
 
 # One hasher: its parameters are argon2-cffi's defaults (RFC 9106 low-memory profile).
 _HASHER = PasswordHasher()
-# Verified against when the account does not exist, so that a wrong name
-# takes as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so that a wrong
+    name takes as long as a wrong password (made on first use, not at import)."""
+    return _HASHER.hash("not a password of anyone")
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def set_password(ws: WorkspaceStore, username: str, password: str) -> None:
 def verify(ws: WorkspaceStore, username: str, password: str) -> StaffAccount | None:
     """The enabled account whose password this is; None otherwise."""
     account = ws.get_account(username)
-    stored = account.password_hash if account is not None else _DUMMY_HASH
+    stored = account.password_hash if account is not None else _dummy_hash()
     try:
         _HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):

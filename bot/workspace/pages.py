@@ -145,7 +145,8 @@ class Pages:
                 counts=counts,
                 all_count=sum(counts.values()),
                 statuses=TICKET_STATUSES,
-                kinds=sorted(ws.routing),
+                # Volunteer signups have their own page, not tickets.
+                kinds=sorted(k for k in ws.routing if k != "volunteer_signup"),
                 departments=ws.departments if scope is None else sorted(scope),
                 assignees=ws.ws.assignees(scope),
                 number=number,

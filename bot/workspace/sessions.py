@@ -21,7 +21,7 @@ COOKIE = "tongxin_staff"
 CSRF_HEADER = "x-csrf-token"
 # Failures within the window, per account and per address, before 429.
 ACCOUNT_LIMIT = 5
-ADDRESS_LIMIT = 20
+ADDRESS_LIMIT = 30
 WINDOW_S = 15 * 60
 
 

@@ -21,6 +21,7 @@ GET_ROUTES = (
     "/staff/api/tickets",
     "/staff/api/tickets/{t}",
     "/staff/api/tickets/{t}/conversation",
+    "/staff/api/tickets/{t}/assignable",
     "/staff/api/stats",
     "/staff/api/volunteers",
 )
@@ -104,7 +105,7 @@ def test_login_throttled_per_account_and_per_address(app_client: TestClient) -> 
     # Other accounts from the same address still sign in, until the address
     # itself has failed too often.
     login(app_client, "王律师")
-    for i in range(15):
+    for i in range(25):
         app_client.post(
             "/staff/login",
             data={"username": f"spray{i}", "password": "guess"},
@@ -261,6 +262,8 @@ def test_status_changes_and_illegal_ones_are_409_with_nothing_changed(
     assert ws_core.store.ticket_events(tickets.legal) == events_before
     assert outbox_texts(ws_core, "resident1") == outbox_before
     # Only accounts of the ticket's desk can take it: no free-text names.
+    desk = lawyer.get(f"/staff/api/tickets/{tickets.legal}/assignable").json()
+    assert desk == ["admin", "李律师", "王律师"]  # not the viewer, not another desk
     res = lawyer.post(url, json={"assignee": "随便谁"}, headers=h)
     assert res.status_code == 400
     res = lawyer.post(url, json={"assignee": "调解员"}, headers=h)

@@ -222,6 +222,37 @@ def test_staff_day_in_the_browser(ws_core: Core, live: str, tmp_path: Path) -> N
         back = say("初心驿站是干什么的")
         assert any("智能助手" in t for t in back) and len(back) >= 2
 
+        # Volunteers: filter by team, mark as contacted.
+        vol, _ = ws_core.store.add_volunteer(
+            name="李四",
+            phone="13800002222",
+            team="家电维修",
+            skill="修家电",
+            availability="周末",
+            channel="shell",
+            user_id="r-v",
+        )
+        ws_core.store.add_volunteer(
+            name="周阿姨",
+            phone="13800003333",
+            team="理发",
+            skill="理发",
+            availability="周六上午",
+            channel="shell",
+            user_id="r-w",
+        )
+        page.goto(live + "/staff/volunteers")
+        page.select_option("select[name=team]", "家电维修")
+        page.click(".filters button[type=submit]")
+        page.wait_for_url("**team=**")
+        assert page.locator("table.queue tbody tr").count() == 1
+        page.click("button.contact")
+        page.wait_for_selector("text=已联系（admin")
+        contacted = ws_core.store._one(
+            "SELECT contacted_by FROM volunteer_contacts WHERE volunteer_id = ?", (vol.id,)
+        )
+        assert contacted == {"contacted_by": "admin"}
+
         # A phone-sized screen still reads.
         phone = browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
         phone.context.add_cookies(page.context.cookies())
