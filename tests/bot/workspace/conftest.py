@@ -78,6 +78,20 @@ def tickets(ws_core: Core) -> Tickets:
     return Tickets(legal.id, mediation.id)
 
 
+def add_volunteer(core: Core, name: str, team: str, phone: str = "13800002222") -> str:
+    """A signup as the bot files it; returns its id."""
+    vol, _ = core.store.add_volunteer(
+        name=name,
+        phone=phone,
+        team=team,
+        skill=team,
+        availability="周末",
+        channel="shell",
+        user_id=f"r-{name}",
+    )
+    return vol.id
+
+
 @pytest.fixture
 def app_client(ws_core: Core) -> Iterator[TestClient]:
     with TestClient(create_app(ws_core, []), base_url="http://testserver") as client:

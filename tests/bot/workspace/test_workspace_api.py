@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from bot.app import Core
 from bot.web import create_app
 from flows.messages import IncomingMessage
-from tests.bot.workspace.conftest import LEGAL, PASSWORD, SECRET, Tickets, login
+from tests.bot.workspace.conftest import LEGAL, PASSWORD, SECRET, Tickets, add_volunteer, login
 
 GET_ROUTES = (
     "/staff/api/session",
@@ -368,20 +368,12 @@ def test_idle_takeover_ends_by_itself(ws_core: Core, tickets: Tickets) -> None:
 
 
 def test_volunteers_list_and_mark_contacted(ws_core: Core, as_user: Any) -> None:
-    vol, _ = ws_core.store.add_volunteer(
-        name="李四",
-        phone="13800002222",
-        team="家电维修",
-        skill="修家电",
-        availability="周末",
-        channel="wechat",
-        user_id="oVol",
-    )
+    vid = add_volunteer(ws_core, "李四", "家电维修")
     admin, csrf = as_user("admin")
     rows = admin.get("/staff/api/volunteers").json()
-    assert [r["id"] for r in rows] == [vol.id] and rows[0]["contacted_at"] is None
+    assert [r["id"] for r in rows] == [vid] and rows[0]["contacted_at"] is None
     assert admin.get("/staff/api/volunteers", params={"team": "理发"}).json() == []
-    url = f"/staff/api/volunteers/{vol.id}/contacted"
+    url = f"/staff/api/volunteers/{vid}/contacted"
     assert admin.post(url).status_code == 403
     assert admin.post(url, headers={"X-CSRF-Token": csrf}).status_code == 200
     assert admin.get("/staff/api/volunteers").json()[0]["contacted_by"] == "admin"

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from bot.app import Core
 from bot.web import create_app
 from flows.messages import IncomingMessage
-from tests.bot.workspace.conftest import LEGAL, MEDIATION, PASSWORD
+from tests.bot.workspace.conftest import LEGAL, MEDIATION, PASSWORD, add_volunteer
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -223,24 +223,8 @@ def test_staff_day_in_the_browser(ws_core: Core, live: str, tmp_path: Path) -> N
         assert any("智能助手" in t for t in back) and len(back) >= 2
 
         # Volunteers: filter by team, mark as contacted.
-        vol, _ = ws_core.store.add_volunteer(
-            name="李四",
-            phone="13800002222",
-            team="家电维修",
-            skill="修家电",
-            availability="周末",
-            channel="shell",
-            user_id="r-v",
-        )
-        ws_core.store.add_volunteer(
-            name="周阿姨",
-            phone="13800003333",
-            team="理发",
-            skill="理发",
-            availability="周六上午",
-            channel="shell",
-            user_id="r-w",
-        )
+        vid = add_volunteer(ws_core, "李四", "家电维修")
+        add_volunteer(ws_core, "周阿姨", "理发", phone="13800003333")
         page.goto(live + "/staff/volunteers")
         page.select_option("select[name=team]", "家电维修")
         page.click(".filters button[type=submit]")
@@ -249,7 +233,7 @@ def test_staff_day_in_the_browser(ws_core: Core, live: str, tmp_path: Path) -> N
         page.click("button.contact")
         page.wait_for_selector("text=已联系（admin")
         contacted = ws_core.store._one(
-            "SELECT contacted_by FROM volunteer_contacts WHERE volunteer_id = ?", (vol.id,)
+            "SELECT contacted_by FROM volunteer_contacts WHERE volunteer_id = ?", (vid,)
         )
         assert contacted == {"contacted_by": "admin"}
 
