@@ -40,5 +40,10 @@ def workspace_mount(core: Core) -> Mount:
         ctx = Context(workspace, sessions)
     else:
         ctx = Context(None, None)
+    from starlette.routing import Router
+
+    from bot.workspace.http import SecurityHeaders
+
     pages = Pages(ctx)
-    return Mount("/staff", routes=[Mount("/api", routes=api.routes(ctx)), *pages.routes()])
+    router = Router(routes=[Mount("/api", routes=api.routes(ctx)), *pages.routes()])
+    return Mount("/staff", app=SecurityHeaders(router))

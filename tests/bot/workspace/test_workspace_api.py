@@ -486,3 +486,28 @@ def test_nested_phones_are_masked_in_lists(ws_core: Core, as_user: Any) -> None:
     admin, _ = as_user("admin")
     listed = json.dumps(admin.get("/staff/api/tickets").json(), ensure_ascii=False)
     assert "13912340000" not in listed and "139****0000" in listed
+
+
+def test_sessions_expire(ws_core: Core) -> None:
+    import dataclasses
+    import time
+
+    short = dataclasses.replace(
+        ws_core, settings=dataclasses.replace(ws_core.settings, session_hours=1.5 / 3600)
+    )
+    with TestClient(create_app(short, [])) as client:
+        login(client, "admin")
+        kept = client.cookies.get("tongxin_staff")
+        assert kept is not None
+        time.sleep(1.7)
+        # Even a client that keeps the cookie past its Max-Age is refused.
+        client.cookies.set("tongxin_staff", kept, path="/staff")
+        assert client.get("/staff/api/session").status_code == 401
+
+
+def test_pages_forbid_framing_and_caching(app_client: TestClient) -> None:
+    for url in ("/staff/login", "/staff/api/session", "/staff/static/app.js"):
+        res = app_client.get(url)
+        assert res.headers["x-frame-options"] == "DENY", url
+        assert "default-src 'self'" in res.headers["content-security-policy"]
+        assert res.headers["cache-control"] == "no-store"
