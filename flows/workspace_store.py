@@ -37,6 +37,7 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_message_log_user ON message_log(channel, user_id, id)",
     "CREATE INDEX IF NOT EXISTS ix_tickets_created ON tickets(created_at)",
     "CREATE INDEX IF NOT EXISTS ix_tickets_kind ON tickets(kind)",
+    "CREATE INDEX IF NOT EXISTS ix_tickets_assignee ON tickets(assignee)",
 )
 
 
@@ -91,7 +92,7 @@ class QueuePage:
     tickets: list[Ticket]
     total: int
     overdue_ids: frozenset[str]
-    counts: dict[str, int]  # per status, over the filter without its status
+    counts: dict[str, int]  # per status, over the filter without its status (if asked)
 
 
 def _account(row: dict[str, Any]) -> StaffAccount:
@@ -282,9 +283,11 @@ class WorkspaceStore:
         order: str = "overdue",
         limit: int | None = 50,
         offset: int = 0,
+        with_counts: bool = True,
     ) -> QueuePage:
         """One page of tickets matching `f`, within `departments` (None: all).
-        `order`: "overdue" (overdue first, then oldest open first) or "newest"."""
+        `order`: "overdue" (overdue first, then oldest open first) or "newest";
+        `with_counts`: also count each status (else `counts` is empty)."""
         cutoff = iso(overdue_before)
         where, params = self._where(f, departments, cutoff)
         overdue = self._overdue_sql()
@@ -296,9 +299,14 @@ class WorkspaceStore:
                 f" ({','.join(repr(s) for s in OPEN_STATUSES)}) THEN 1 ELSE 2 END,"
                 " created_at, id"
             )
-        # One scan counts every status; the total follows from it.
-        counts = self.status_counts(f, departments=departments, overdue_before=overdue_before)
-        total = counts.get(f.status, 0) if f.status else sum(counts.values())
+        if with_counts:
+            # One scan counts every status; the total follows from it.
+            counts = self.status_counts(f, departments=departments, overdue_before=overdue_before)
+            total = counts.get(f.status, 0) if f.status else sum(counts.values())
+        else:
+            counts = {}
+            row = self.store._one(f"SELECT COUNT(*) AS n FROM tickets{where}", tuple(params))
+            total = int(row["n"]) if row else 0
         # Sort and page on the id alone, then read the page's rows: the sorter
         # then moves short keys instead of whole tickets.
         sql = f"SELECT id, {overdue} AS is_overdue FROM tickets{where} ORDER BY {order_sql}"

@@ -38,7 +38,9 @@ def tickets(call: Call) -> Response:
     limit = _int(query.get("limit"), 0, lo=0, hi=MAX_PAGE_SIZE) or None
     offset = _int(query.get("offset"), 0, lo=0, hi=10**9)
     order = "newest" if query.get("order") == "newest" else "overdue"
-    page = call.workspace.queue(call.user, f, order=order, limit=limit, offset=offset)
+    page = call.workspace.queue(
+        call.user, f, order=order, limit=limit, offset=offset, with_counts=False
+    )
     items = [call.workspace.list_item(t, t.id in page.overdue_ids) for t in page.tickets]
     return JSONResponse(items, headers={"X-Total-Count": str(page.total)})
 

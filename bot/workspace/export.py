@@ -58,7 +58,9 @@ def _fields_text(fields: dict[str, Any]) -> str:
 
 def ticket_rows(call: Call) -> list[list[str]]:
     ws = call.workspace
-    page = ws.queue(call.user, filter_from_query(call.query), order="newest", limit=None)
+    page = ws.queue(
+        call.user, filter_from_query(call.query), order="newest", limit=None, with_counts=False
+    )
     return [
         [
             t.id,
