@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from flows import takeover
 from flows.engine import DialogueEngine
 from flows.messages import Button, IncomingMessage, Reply, conversation_key
 from flows.replies import Replies
@@ -27,6 +28,8 @@ MAX_TEXT_CHARS = 2000
 # Platforms retry within minutes; a day of processed-message records is plenty.
 PROCESSED_KEEP_S = 24 * 3600
 PRUNE_EVERY = 500
+# Said before the bot's answer when a staff takeover ended by idling.
+BOT_BACK = "workspace.takeover_ended"
 
 
 class Parser(Protocol):
@@ -130,11 +133,20 @@ class Dispatcher:
                 if stored is not None:
                     return Turn(replies_from_json(stored), parse, None)
             state = ConversationState.from_json(self.store.load_conversation(msg.channel, key))
-            replies = self.engine.handle(msg, parse, state, self.clock())
-            if truncated:
-                replies = [*replies, Reply(self.replies.text("too_long_note"))]
-            self.store.save_conversation(msg.channel, key, state.to_json(), STATE_VERSION)
+            if takeover.touch(self.store, msg.channel, key) is not None:
+                # A person answers from the staff workspace: the bot keeps quiet,
+                # the message only goes to the log the workspace shows.
+                replies = []
+            else:
+                replies = self.engine.handle(msg, parse, state, self.clock())
+                if takeover.lapsed(self.store, msg.channel, key) and BOT_BACK in self.replies:
+                    replies = [Reply(self.replies.text(BOT_BACK)), *replies]
+                if truncated:
+                    replies = [*replies, Reply(self.replies.text("too_long_note"))]
+                self.store.save_conversation(msg.channel, key, state.to_json(), STATE_VERSION)
             log_text = mask_personal_data(safe_text, mask_phones=True)
+            if msg.media_ref and not log_text:
+                log_text = f"[{msg.kind}] {msg.media_ref}"
             self.store.log_message(msg.channel, key, "in", log_text, parse.intent.name)
             for reply in replies:
                 self.store.log_message(

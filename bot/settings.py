@@ -27,6 +27,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be above 0, got {value}")
+    return value
+
+
 def _db_from_env(env: Mapping[str, str]) -> Path:
     explicit = env.get("TONGXIN_DB", "").strip()
     return Path(explicit) if explicit else default_db_path()
@@ -48,6 +55,11 @@ class Settings:
     telegram_api_url: str | None = None
     staff_chat_id: str | None = None
     staff_user_ids: frozenset[int] = field(default_factory=frozenset)
+    # The staff workspace (/staff/): off without a secret key.
+    secret_key: str | None = None
+    session_hours: float = 12.0
+    overdue_hours: float = 72.0
+    takeover_idle_minutes: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -69,6 +81,14 @@ class Settings:
         idle = _float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0)
         if not 0 < idle < float("inf"):
             raise SettingsError(f"TONGXIN_FORM_IDLE_MINUTES must be above 0, got {idle}")
+        workspace = {
+            name: _positive(env, f"TONGXIN_{name.upper()}", default)
+            for name, default in (
+                ("session_hours", 12.0),
+                ("overdue_hours", 72.0),
+                ("takeover_idle_minutes", 15.0),
+            )
+        }
         try:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
@@ -88,4 +108,6 @@ class Settings:
             telegram_api_url=opt("TONGXIN_TELEGRAM_API_URL"),
             staff_chat_id=opt("TONGXIN_STAFF_CHAT_ID"),
             staff_user_ids=frozenset(staff_ids),
+            secret_key=opt("TONGXIN_SECRET_KEY"),
+            **workspace,
         )

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.app import Core
 from bot.channels.base import ChannelService
+from bot.workspace import workspace_mount
 
 
 def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
@@ -29,6 +30,7 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     for channel in channels:
         routes.extend(channel.routes())
+    routes.append(workspace_mount(core))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

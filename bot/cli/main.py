@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.cli.serve_cmd",
     "bot.cli.wechat_cmds",
     "bot.cli.telegram_cmds",
+    "bot.cli.staff_cmds",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from bot.cli.common import CliError, add_command, bot_settings, build_core_or_exit
@@ -48,6 +49,22 @@ def build_channels(core: Any, *, telegram_polling: bool) -> list[Any]:
     return channels
 
 
+def _announce_workspace(settings: Any, host: str, port: int) -> None:
+    """Say where the staff workspace is, or what it needs to start."""
+    from bot.workspace import secret_problem
+
+    problem = secret_problem(settings.secret_key)
+    if problem is None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"staff workspace: http://{shown}:{port}/staff/", file=sys.stderr, flush=True)
+    else:
+        print(
+            f"staff workspace is off: {problem}; /staff/ answers 503 until it is set",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -61,6 +78,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    _announce_workspace(settings, args.host, args.port)
     if args.workers > 1:
         if args.telegram_polling:
             raise CliError("--telegram-polling runs in one process; drop --workers")
