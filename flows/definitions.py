@@ -33,6 +33,7 @@ class SlotSpec:
     label: str = ""  # what to call the slot when asking for it by name
     labels: tuple[str, ...] = ()  # "地点在…": words that introduce this slot's value
     vague_values: tuple[str, ...] = ()  # values a more specific answer replaces ("公益市集")
+    collect: bool = False  # later values add to this slot ("开了个五金店" + "恒顺五金")
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def _slot(raw: dict[str, Any]) -> SlotSpec:
         label=str(raw.get("label") or raw["name"]),
         labels=tuple(sorted((str(w) for w in raw.get("labels") or ()), key=len, reverse=True)),
         vague_values=tuple(str(w) for w in raw.get("vague_values") or ()),
+        collect=bool(raw.get("collect", False)),
     )
 
 

@@ -55,6 +55,8 @@ _CN_NUMBERS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
 _INFO_QUESTION = re.compile(
     r"怎么|怎样|如何|什么|啥|多少|几[个点天年月次]|哪|多久|多长|是否|有没有|要不要|需不需要|收费|利息|利率|条件"
 )
+# Ends like a question: a question mark, or 吗/呢/是不是 at the end.
+_ASKS_BACK = re.compile(r"[?？]\s*$|(?:吗|呢|么|是不是|对不对|行不行|可不可以)[\s。.!！~]*$")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _DENIAL = re.compile(r"不对|不是|也不是|没有|搞错|算了|先不|不用|不要|不办|不申请")
 _SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
@@ -252,7 +254,8 @@ class DialogueEngine:
         replies = self._idle_reply(msg, parse, text, state)
         if state.form is None and parse.intent.name not in _SOCIAL_INTENTS:
             # Kept a few minutes: a form started next is prefilled from it.
-            state.recent = [*state.recent, {"at": state.last_active or "", "text": text[:500]}][-3:]
+            item = {"at": state.last_active or "", "text": text[:500], "intent": parse.intent.name}
+            state.recent = [*state.recent, item][-3:]
         if any(self.r.text("capabilities") in r.text for r in replies):
             state.menu = True
         return replies
@@ -274,7 +277,11 @@ class DialogueEngine:
             return self._resume_paused(text, state)
         if offer and offer in self.book.flows:
             offered = self.book.flows[offer]
-            accepted = self._accepts(text, parse) or self._gives_details(offered, text, parse)
+            accepted = (
+                self._accepts(text, parse)
+                or self._gives_details(offered, text, parse)
+                or self._continues_story(offered, text, parse, folded)
+            )
             if accepted or (intent == offered.intent and not is_question(text)):
                 # "开小吃店想贷五万，利息多少" -> FAQ answer -> "申请": the amount
                 # from the question is not asked again.
@@ -316,8 +323,10 @@ class DialogueEngine:
             return [Reply(self._say("idle.details_only"))]
         if flow is not None:
             just_asking = contains_any(folded, self.book.just_asking_words)
+            named = self._named_flow(folded) is flow and not _INFO_QUESTION.search(folded)
             if just_asking or (
                 flow.faq_first
+                and not named
                 and not self._is_request(folded)
                 and (is_question(text) or not contains_any(text, flow.start_words))
             ):
@@ -343,6 +352,25 @@ class DialogueEngine:
     def _is_request(self, folded: str) -> bool:
         """ "帮帮团能不能帮我调解一下？" asks for the service, not about it."""
         return contains_any(folded, self.book.request_words) and not _INFO_QUESTION.search(folded)
+
+    def _continues_story(self, flow: FlowSpec, text: str, parse: ParseResult, folded: str) -> bool:
+        """ "他叫阿布都克里木，以前跟我一起在巴扎卖皮货的" right after the bot
+        answered "朋友借钱不还，我想告他" and offered to book a lawyer: the
+        user is telling more of the same story, not asking for another service."""
+        if is_question(text) or contains_any(folded, self.book.switch_words):
+            return False
+        named = self._named_flow(folded)
+        if named is not None and named is not flow:
+            return False
+        other = self.book.by_intent.get(parse.intent.name)
+        if other is not None and other is not flow and parse.intent.confidence >= 0.7:
+            return False
+        story = flow.slot("description")
+        return (
+            story is not None
+            and parse.intent.name in SERVICE_INTENTS
+            and len(meaningful_remainder(text, parse, self.book)) >= 6
+        )
 
     def _gives_details(self, flow: FlowSpec, text: str, parse: ParseResult) -> bool:
         """Details for the request the bot just offered to file are the start of
@@ -451,9 +479,14 @@ class DialogueEngine:
             self._remember(state, form)
         # What the user said just before ("我在夜市摆了个烧烤摊，想再添一台冰柜")
         # is not asked again; newest first, and never as the description.
-        for earlier in reversed(self._recent_texts(state)):
+        for earlier, intent in reversed(self._recent_texts(state)):
             prefill(self.book, flow, form, earlier, self.parse(earlier), from_opening=False)
-        state.recent = []
+            story = flow.slot("description")
+            if story is not None and intent in SERVICE_INTENTS and intent != "service_info":
+                # "儿子儿媳要把我的房子过户…" said before the form: part of the story.
+                told = str(form.slots.get(story.name) or "")
+                if earlier not in told:
+                    form.slots[story.name] = f"{earlier}。{told}".strip("。")[:1000]
         for slot in flow.slots:
             value = form.slots.get(slot.name)
             if slot.type == "place" and value and is_vague_place(str(value), self.book):
@@ -461,7 +494,8 @@ class DialogueEngine:
         lead = self.r.text("form.start", label=flow.label)
         return [Reply(lead + "\n" + self._next_step(flow, form, state))]
 
-    def _recent_texts(self, state: ConversationState) -> list[str]:
+    def _recent_texts(self, state: ConversationState) -> list[tuple[str, str]]:
+        """Idle turns within the context window, oldest first, with their intents."""
         if state.last_active is None:
             return []
         now = parse_iso(state.last_active)
@@ -470,7 +504,7 @@ class DialogueEngine:
         for item in state.recent:
             try:
                 if now - parse_iso(item["at"]) <= window:
-                    texts.append(item["text"])
+                    texts.append((item["text"], item.get("intent", "")))
             except (KeyError, ValueError):
                 continue
         return texts
@@ -526,7 +560,9 @@ class DialogueEngine:
         state.offer = "resume"
         return text + "\n" + self.r.text("form.resume_offer", label=label)
 
-    def _resume_paused(self, text: str, state: ConversationState) -> list[Reply]:
+    def _resume_paused(
+        self, text: str, state: ConversationState, *, flow_name: str | None = None
+    ) -> list[Reply]:
         """ "刚才那个贷款接着弄": the form put aside, named or the last one."""
         if not state.paused:
             return [Reply(self.r.text("form.nothing_to_resume"))]
@@ -534,7 +570,9 @@ class DialogueEngine:
         chosen = state.paused[-1]
         for form in state.paused:
             flow = self.book.flows.get(form.flow)
-            if flow is not None and contains_any(folded, (*flow.start_words, flow.label)):
+            if form.flow == flow_name or (
+                flow is not None and contains_any(folded, (*flow.start_words, flow.label))
+            ):
                 chosen = form
         state.paused = [f for f in state.paused if f is not chosen]
         if chosen.flow not in self.book.flows:
@@ -640,9 +678,14 @@ class DialogueEngine:
             return "answer"
         if contains_any(fold_for_matching(text), self.book.reuse_words):
             return "answer"
-        if self.read_act is not None:
-            return self.read_act(text, asked, parse)[0][0]
-        return _act_from_intent(text, parse)
+        act = (
+            self.read_act(text, asked, parse)[0][0]
+            if self.read_act is not None
+            else _act_from_intent(text, parse)
+        )
+        if act == "answer" and _ASKS_BACK.search(fold_for_matching(text)):
+            return "question"  # "云法庭是不是可以在网上开庭？" is no place
+        return act
 
     def _pending_turn(
         self,
@@ -737,9 +780,12 @@ class DialogueEngine:
             return True
         story_asked = slot is not None and slot.name == "description"
         typed = any(e.entity in ("phone", "amount") for e in parse.entities)
+        folded = fold_for_matching(text)
+        asks = contains_any(folded, self.book.request_words) or self._named_flow(folded)
         return (
             parse.intent.confidence >= STRONG_SWITCH_CONFIDENCE
             and rest >= 10
+            and bool(asks)
             and not story_asked
             and not typed
         )
@@ -758,14 +804,22 @@ class DialogueEngine:
             return None
         form = state.form
         assert form is not None
-        if form.slots:
+        # A form holding no more than the story that started it was the wrong
+        # service for that story: the story moves on, nothing is put aside.
+        keeps = any(k not in ("description", "other_party", "place") for k in form.slots)
+        story = str(form.slots.get("description") or "")
+        if keeps:
             form.pending = None
             state.paused = [*[f for f in state.paused if f.flow != form.flow][-2:], form]
             lead = self.r.text("form.paused", old=flow.label)
         else:
             lead = self.r.text("form.switched", old=flow.label)
         state.form = None
-        started = self._start(target, msg, (text, parse), state)
+        if any(f.flow == target.name for f in state.paused):
+            # "那个以后再说，先把贷款弄完": back to the loan put aside before.
+            return [Reply(lead), *self._resume_paused(target.label, state, flow_name=target.name)]
+        opening = f"{story}。{text}" if story and not keeps else text
+        started = self._start(target, msg, (opening, self.parse(opening)), state)
         return [Reply(lead), *started]
 
     def _switch_target(self, text: str, parse: ParseResult, flow: FlowSpec) -> FlowSpec | None:
@@ -887,6 +941,7 @@ class DialogueEngine:
         text, ref = self.desk.submit(msg, flow, form)
         self._remember(state, form)
         state.form = None
+        state.recent = []  # its story is filed; it must not prefill the next request
         state.last_submitted = {"form_id": form.form_id, "ref": ref, "flow": flow.name}
         return [Reply(self._with_resume_offer(summary + text, state))]
 

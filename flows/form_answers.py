@@ -100,6 +100,8 @@ def apply_corrections(
     marked = contains_any(text, book.correction_words)
     if require_marker and not marked:
         return False
+    if _contrast(form, text):
+        return True
     tail = _after_last_marker(text, book.correction_words) if marked else text
     changed = False
     for slot in flow.slots:
@@ -125,6 +127,33 @@ def apply_corrections(
             form.slots[slot.name] = value
             changed = True
     return changed
+
+
+# "不是三号楼是五号楼", "三号楼改成五号楼", "是五号楼不是三号楼".
+_CONTRASTS = (
+    re.compile(
+        r"不是(?P<old>[^，,。.!！？?\s]{1,12}?)[，,\s]*(?:而)?是(?P<new>[^，,。.!！？?\s]{1,12})"
+    ),
+    re.compile(
+        r"(?P<old>[^，,。.!！？?\s不]{1,12}?)(?:改成|改为|换成)(?P<new>[^，,。.!！？?\s]{1,12})"
+    ),
+    re.compile(r"是(?P<new>[^，,。.!！？?\s]{1,12}?)[，,\s]*不是(?P<old>[^，,。.!！？?\s]{1,12})"),
+)
+
+
+def _contrast(form: FormState, text: str) -> bool:
+    """Replace the part of an earlier answer the user names as wrong: the place
+    "锦绣华庭三号楼" with "不是三号楼是五号楼" becomes "锦绣华庭五号楼"."""
+    for pattern in _CONTRASTS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        old, new = match.group("old"), match.group("new")
+        for name, value in form.slots.items():
+            if isinstance(value, str) and old in value and old != new:
+                form.slots[name] = value.replace(old, new, 1)
+                return True
+    return False
 
 
 _NEW_VALUE_BEFORE = re.compile(r"(?:改成|改为|换成|应该是|是|贷|借|要|成)\s*$")

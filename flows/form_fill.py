@@ -36,6 +36,9 @@ _SEPARATORS = " ，,。.!！；;、~～:："
 # story rather than a party, place or short detail.
 STORY_CHARS = 22
 MAX_TEXT = 500
+_NAME_WORDS = re.compile(
+    r"我叫|叫我|伲叫|叫伲|大名|全名|名字|姓名|称呼|就行|就好|好哉|好了|吧|我姓|姓"
+)
 # Left of "贷十八万，买两台工业洗衣机" once the amount is taken: "贷，买…".
 _MONEY_VERB = re.compile(
     r"^(?:想|要|就|先)?(?:贷款|贷|借|申请)[，,\s]*|(?:就够了|就行|够了|左右|吧)$"
@@ -119,6 +122,11 @@ def fill(
                     continue
                 _set(form, slot.name, original, out, slot)
                 _mark_used(text, value, used)
+            elif slot.collect and slot.name not in out.slots:
+                original = _original(text, value)[:MAX_TEXT]
+                if original not in str(current) and str(current) not in original:
+                    _append(form, slot.name, original, out)
+                _mark_used(text, value, used)
 
     if asked is not None and asked.type in ("text", "place", "party") and free_text:
         if asked.name not in out.slots:
@@ -192,10 +200,10 @@ def _labelled(
                 break
             if slot.type == "place":
                 _set_place(book, form, slot.name, value, out)
-            elif slot.name == "description" and slot.name in form.slots:
+            elif (slot.name == "description" or slot.collect) and slot.name in form.slots:
                 _append(form, slot.name, value, out)
             else:
-                _set(form, slot.name, value[:MAX_TEXT], out)
+                _set(form, slot.name, value[:MAX_TEXT], out, slot)
             used.append((start, value_end))
             break
 
@@ -306,8 +314,13 @@ def _free_text(
 ) -> None:
     """The reply's words, minus what other slots took, for the text slot asked."""
     rest = _trim(_blank(_strip_labels(text, book), used))
-    if "name" in out.slots and not from_patterns(asked, normalize_text(rest)):
-        add_note(form, rest)  # "伲叫沈阿婆好哉，大名沈桂英": what is left is about the name
+    # "伲叫沈阿婆好哉，大名沈桂英": what is left is about the name.
+    if (
+        "name" in out.slots
+        and not from_patterns(asked, normalize_text(rest))
+        and len(_CJK.findall(_NAME_WORDS.sub("", fold_for_matching(rest)))) < 4
+    ):
+        add_note(form, rest)
         return
     if others and asked.patterns and not from_patterns(asked, normalize_text(rest)):
         add_note(form, rest)  # "我想参加助老服务，陪老人…" asked the time: not a time
