@@ -53,10 +53,31 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from bot.http_guard import (
+        GuardedHttpProtocol,
+        HttpLimits,
+        LimitsError,
+        quiet_repeated_server_errors,
+        raise_open_file_limit,
+    )
     from bot.web import create_app
 
     logging.basicConfig(level=logging.INFO)
+    quiet_repeated_server_errors()
     settings = bot_settings(args)
+    try:
+        HttpLimits.from_env()
+    except LimitsError as exc:
+        raise CliError(str(exc)) from exc
+    # Every connection is an open file: take all the system allows.
+    raise_open_file_limit()
+    # Slow clients: header/body read timeouts and a connection cap (bot.http_guard);
+    # idle kept-alive connections go after 5 s.
+    server_options: dict[str, Any] = {
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": 5,
+        "log_level": args.log_level,
+    }
     if args.telegram_polling and not settings.telegram_token:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
     if args.workers < 1:
@@ -72,7 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level=args.log_level,
+            **server_options,
         )
         return 0
     core = build_core_or_exit(settings, inline_outbox=frozenset())
@@ -83,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     app = create_app(core, channels)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, **server_options)
     finally:
         core.close()
     return 0
