@@ -43,6 +43,9 @@ class Settings:
     wechat_secret: str | None = None
     wechat_aes_key: str | None = None
     wechat_api_url: str | None = None
+    # Seconds a WeChat turn may take before the HTTP answer is `success` and the
+    # replies go through the customer-service API (WeChat waits 5 s).
+    wechat_budget_s: float = 4.0
     telegram_token: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_api_url: str | None = None
@@ -69,6 +72,11 @@ class Settings:
         idle = _float(env, "TONGXIN_FORM_IDLE_MINUTES", 30.0)
         if not 0 < idle < float("inf"):
             raise SettingsError(f"TONGXIN_FORM_IDLE_MINUTES must be above 0, got {idle}")
+        budget = _float(env, "TONGXIN_WECHAT_BUDGET_S", 4.0)
+        if not 0 < budget <= 4.5:
+            raise SettingsError(
+                f"TONGXIN_WECHAT_BUDGET_S must be above 0 and at most 4.5, got {budget}"
+            )
         try:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
@@ -83,6 +91,7 @@ class Settings:
             wechat_secret=opt("TONGXIN_WECHAT_SECRET"),
             wechat_aes_key=opt("TONGXIN_WECHAT_AES_KEY"),
             wechat_api_url=opt("TONGXIN_WECHAT_API_URL"),
+            wechat_budget_s=budget,
             telegram_token=opt("TONGXIN_TELEGRAM_TOKEN"),
             telegram_webhook_secret=opt("TONGXIN_TELEGRAM_WEBHOOK_SECRET"),
             telegram_api_url=opt("TONGXIN_TELEGRAM_API_URL"),

@@ -881,6 +881,22 @@ class Store:
     def kv_delete(self, key: str) -> None:
         self._exec("DELETE FROM kv WHERE key = ?", (key,))
 
+    def kv_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Unexpired (key, value) rows whose key starts with `prefix`."""
+        rows = self._rows(
+            "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+            (len(prefix), prefix, time.time()),
+        )
+        return [(str(r["key"]), str(r["value"])) for r in rows]
+
+    def purge_expired_kv(self) -> int:
+        """Delete expired key/value rows (markers, leases, deep links)."""
+        cur = self._exec(
+            "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),)
+        )
+        return int(cur.rowcount)
+
     # -- channel users --------------------------------------------------
 
     def set_subscribed(self, channel: str, user_id: str, subscribed: bool) -> None:

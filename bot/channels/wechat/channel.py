@@ -19,9 +19,11 @@ sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from bot.channels.body import read_limited_body
 from bot.channels.outbox import Backoff
 from bot.channels.wechat.crypto import SafeModeCrypto
 from bot.channels.wechat.delivery import OutboxWorker
+from bot.channels.wechat.late import LateLedger
 from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
 from bot.channels.wechat.security import (
     RequestRejectedError,
@@ -52,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tongxin.wechat")
 
-DEFAULT_BUDGET_S = 4.0
 # Markers outlive WeChat's retries (about 15 s) by a wide margin.
 MARKER_TTL_S = 24 * 3600.0
 TRIM_NOTE_ID = "wechat.trimmed"
@@ -104,7 +106,7 @@ class WeChatChannel:
         core: Core,
         *,
         config: WeChatConfig | None = None,
-        budget_s: float = DEFAULT_BUDGET_S,
+        budget_s: float | None = None,
         poll_s: float = 2.0,
         backoff: Backoff | None = None,
         path: str = "/wechat",
@@ -126,7 +128,7 @@ class WeChatChannel:
         self.store = core.store
         self.handle = core.dispatcher.handle
         self.replies = core.replies
-        self.budget_s = budget_s
+        self.budget_s = settings.wechat_budget_s if budget_s is None else budget_s
         self.poll_s = poll_s
         self.path = path
         self.clock = clock
@@ -148,6 +150,8 @@ class WeChatChannel:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        self._recover_task: asyncio.Task[None] | None = None
+        self.late = LateLedger(self.store, uuid.uuid4().hex)
         # Turns get their own threads: when SQLite is locked for long, blocked turns
         # must not starve the outbox worker and the store calls in the default pool.
         self._turn_threads = ThreadPoolExecutor(
@@ -174,6 +178,7 @@ class WeChatChannel:
         self._worker_task = asyncio.create_task(
             self.worker.run(self._wake, self._stop, poll_s=self.poll_s)
         )
+        self._recover_task = asyncio.create_task(self._recover_loop())
 
     async def stop(self) -> None:
         if self._late:
@@ -183,6 +188,10 @@ class WeChatChannel:
         if self._worker_task is not None:
             await self._worker_task
             self._worker_task = None
+        if self._recover_task is not None:
+            await self._recover_task
+            self._recover_task = None
+            await asyncio.to_thread(self.late.stop)
         self._turn_threads.shutdown(wait=False)
 
     # -- GET: WeChat's URL check ---------------------------------------------
@@ -293,6 +302,7 @@ class WeChatChannel:
                 late = asyncio.ensure_future(self._finish_late(msg, turn))
                 self._late.add(late)
                 late.add_done_callback(self._late.discard)
+                await self._record_late(msg)
                 return None
         parts = task.result()
         if not parts:
@@ -301,6 +311,21 @@ class WeChatChannel:
             await asyncio.to_thread(self._queue_rest, key, msg.user_id, parts[1:])
             self._wake.set()
         return parts[0]
+
+    async def _record_late(self, msg: IncomingMessage) -> None:
+        """Keep the message in the store before `success` tells WeChat not to
+        retry, so that a restarted process can finish the turn. While another
+        process holds the write lock the answer cannot wait past WeChat's 5 s:
+        the record is then written as soon as the lock frees."""
+        key = msg.message_id or ""
+        writing = asyncio.ensure_future(
+            asyncio.to_thread(self.late.record, msg, unless=_queued_key(key))
+        )
+        done, _ = await asyncio.wait((writing,), timeout=min(0.7, max(0.1, 4.8 - self.budget_s)))
+        if not done:
+            log.warning("WeChat late turn: store busy, its record follows the answer")
+        elif writing.exception() is not None:
+            log.error("WeChat late turn not recorded: %s", writing.exception())
 
     def _forget(self, key: str, turn: _Turn) -> None:
         if not turn.late and self._turns.get(key) is turn:
@@ -339,6 +364,28 @@ class WeChatChannel:
             if self._turns.get(key) is turn:
                 del self._turns[key]
 
+    async def _recover_loop(self) -> None:
+        """Heartbeat, and finish the late turns of processes that died."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.late.heartbeat)
+                for msg in await asyncio.to_thread(self.late.claim_orphans):
+                    await loop.run_in_executor(self._turn_threads, self._finish_orphan, msg)
+                    self._wake.set()
+            except Exception:
+                log.exception("finishing late WeChat turns failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
+
+    def _finish_orphan(self, msg: IncomingMessage) -> None:
+        """A late turn of a process that died: the dispatcher's de-duplication
+        returns the replies if that turn had committed; the outbox sends them."""
+        replies = self.handle(msg)
+        note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
+        parts = split_text(join_replies(replies), trim_note=note)
+        self._queue_late(msg.message_id or "", msg.user_id, parts)
+
     def _claim_passive(self, key: str) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier
         attempt (in any process) queued them for the outbox."""
@@ -354,6 +401,7 @@ class WeChatChannel:
         """The outbox delivers, unless another attempt already queued them or
         (`unless_answered`) answered them in its HTTP response."""
         with self.store.transaction():
+            self.late.done(key)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return
             if unless_answered and self.store.kv_get(_passive_key(key)) is not None:

@@ -30,6 +30,10 @@ from flows.store import OutboxItem, Store
 log = logging.getLogger("tongxin.wechat.outbox")
 
 LEASE_KEY = "wechat:outbox_lease"
+# Renewed every pass (2 s) and before every row, so it only has to outlast one
+# send (the API timeout is 10 s); after a crash another process takes over
+# within this time.
+LEASE_S = 12.0
 
 # errcode -> what staff read on the failed row.
 FINAL_ERRORS: dict[int, str] = {
@@ -64,7 +68,7 @@ class OutboxWorker:
         *,
         backoff: Backoff | None = None,
         batch: int = 20,
-        lease_s: float = 30.0,
+        lease_s: float = LEASE_S,
         owner: str | None = None,
     ) -> None:
         self.store = store
