@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -27,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -40,6 +42,7 @@ from bot.channels.wechat.delivery import OutboxWorker
 from bot.channels.wechat.late import LateLedger
 from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
 from bot.channels.wechat.security import (
+    MAX_CLOCK_SKEW_S,
     RequestRejectedError,
     SignatureError,
     verify_fresh,
@@ -62,6 +65,14 @@ TRIM_NOTE_ID = "wechat.trimmed"
 
 class BodyTooLargeError(RequestRejectedError):
     status = 413
+
+
+class ReplayError(RequestRejectedError):
+    status = 403
+
+
+# A plain-mode nonce is remembered for as long as its timestamp is accepted.
+NONCE_TTL_S = 2 * MAX_CLOCK_SKEW_S + 60
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,7 @@ class WeChatChannel:
             body = await read_limited_body(request, MAX_BODY_BYTES)
             if body is None:
                 raise BodyTooLargeError("body over 64 KB or not sent in full")
+            nonce = None if encrypted else self._nonce_of(q, body)
             if encrypted and self.crypto is not None:
                 body = self.crypto.open(
                     body,
@@ -244,7 +256,10 @@ class WeChatChannel:
             return self._rejected(exc)
         if msg is None:
             return _success()
-        text = await self._passive_text(msg)
+        try:
+            text = await self._passive_text(msg, nonce)
+        except ReplayError as exc:
+            return self._rejected(exc)
         if not text:
             return _success()
         return self._reply(parties, text, encrypted=encrypted and self.crypto is not None)
@@ -255,6 +270,23 @@ class WeChatChannel:
             (self.config.token, q.get("timestamp", ""), q.get("nonce", "")), q.get("signature")
         )
         verify_fresh(q.get("timestamp"), now=self.clock)
+
+    @staticmethod
+    def _nonce_of(q: Any, body: bytes) -> tuple[str, str]:
+        key = f"wechat:nonce:{q.get('timestamp', '')}:{q.get('nonce', '')}"
+        return key, hashlib.sha256(body).hexdigest()[:32]
+
+    def _check_replay(self, key: str, digest: str) -> None:
+        """Plain mode signs only the URL: a captured URL must not carry another
+        body. Each (timestamp, nonce) is kept with a digest of its body; WeChat's
+        own retry of the same request still passes. Runs in the turn's thread,
+        before the turn, so that a busy store delays the turn, not the answer."""
+        with self.store.transaction():
+            seen = self.store.kv_get(key)
+            if seen is not None and not hmac.compare_digest(seen, digest):
+                raise ReplayError("a used nonce with another body")
+            if seen is None:
+                self.store.kv_set(key, digest, ttl_s=NONCE_TTL_S)
 
     def _rejected(self, exc: RequestRejectedError) -> Response:
         log.warning("WeChat request rejected (%s): %s", exc.status, exc)
@@ -269,14 +301,16 @@ class WeChatChannel:
 
     # -- the budget ------------------------------------------------------------
 
-    async def _passive_text(self, msg: IncomingMessage) -> str | None:
+    async def _passive_text(
+        self, msg: IncomingMessage, nonce: tuple[str, str] | None = None
+    ) -> str | None:
         """The text to answer in the HTTP response, or None for `success`."""
         key = msg.message_id or ""
         turn = self._turns.get(key)
         if turn is None:
             loop = asyncio.get_running_loop()
             turn = _Turn()
-            turn.task = loop.run_in_executor(self._turn_threads, self._run_turn, msg, turn)
+            turn.task = loop.run_in_executor(self._turn_threads, self._run_turn, msg, turn, nonce)
             self._turns[key] = turn
             turn.task.add_done_callback(lambda _t: self._forget(key, turn))
         elif turn.late:
@@ -331,9 +365,13 @@ class WeChatChannel:
         if not turn.late and self._turns.get(key) is turn:
             del self._turns[key]
 
-    def _run_turn(self, msg: IncomingMessage, turn: _Turn) -> list[str] | None:
+    def _run_turn(
+        self, msg: IncomingMessage, turn: _Turn, nonce: tuple[str, str] | None = None
+    ) -> list[str] | None:
         """In a worker thread: the dispatcher's turn, as WeChat-sized parts for
         the HTTP answer; None when the replies go (or went) through the outbox."""
+        if nonce is not None:
+            self._check_replay(*nonce)
         replies = self.handle(msg)
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
         parts = split_text(join_replies(replies), trim_note=note)
