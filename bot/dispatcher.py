@@ -76,6 +76,8 @@ class Turn:
     replies: list[Reply]
     parse: ParseResult
     state: ConversationState | None
+    # The turn raised and `replies` is the apology: nothing of it was saved.
+    failed: bool = False
 
 
 class Dispatcher:
@@ -108,7 +110,7 @@ class Dispatcher:
             log.exception(
                 "turn failed: channel=%s user=%s kind=%s", msg.channel, msg.user_id, msg.kind
             )
-            return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None)
+            return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None, failed=True)
 
     def _turn(self, msg: IncomingMessage) -> Turn:
         dedupe_key = f"{msg.channel}:{msg.message_id}" if msg.message_id else None

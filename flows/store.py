@@ -9,6 +9,7 @@ processes on the same file serialise their writes and lose nothing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -79,6 +80,11 @@ class IllegalTransitionError(StoreError):
 
 class SchemaTooNewError(StoreError):
     pass
+
+
+class StoreFileGoneError(StoreError):
+    """The database file was deleted or replaced while open: writes would land
+    in a file nobody will read again."""
 
 
 def utcnow() -> datetime:
@@ -382,6 +388,7 @@ class Store:
         # Erased personal data must not linger in free pages of the file (PIPL);
         # some SQLite builds default to off.
         conn.execute("PRAGMA secure_delete=ON")
+        self._identity = self._file_identity()
         self._migrate()
 
     # -- plumbing -------------------------------------------------------
@@ -399,6 +406,40 @@ class Store:
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    # -- file identity and health (tongxin serve's /healthz) ------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if str(self.path) == ":memory:":
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino)
+
+    def check_file(self) -> None:
+        """Raise StoreFileGoneError when the file at `path` is no longer the
+        one this store opened (deleted, or replaced by a copy or a restore)."""
+        if self._identity is None:
+            return
+        try:
+            now = self._file_identity()
+        except FileNotFoundError:
+            now = None
+        if now != self._identity:
+            raise StoreFileGoneError(
+                f"{self.path} was deleted or replaced while tongxin had it open; "
+                "nothing is saved until tongxin is restarted on the right file"
+            )
+
+    def probe_write(self) -> None:
+        """A real write of about what a turn writes (a row needing fresh pages,
+        deleted again in the same transaction): fails on a full disk or
+        database, a read-only or a deleted file, like a turn's writes would."""
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, ?)",
+                ("health:probe", "0" * 6000, time.time() + 60),
+            )
+            self._exec("DELETE FROM kv WHERE key = ?", ("health:probe",))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction; nested use joins the outer one."""
@@ -410,6 +451,7 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
+            self.check_file()
             with self._writer_turn():
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
@@ -417,7 +459,10 @@ class Store:
                     yield
                 except BaseException:
                     self._depth = 0
-                    self._conn.execute("ROLLBACK")
+                    # SQLite has already rolled back after some errors (a full
+                    # disk); a second ROLLBACK would hide the real error.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
                 self._depth = 0
                 self._conn.execute("COMMIT")

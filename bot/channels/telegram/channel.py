@@ -216,6 +216,12 @@ class TelegramChannel:
     def ready(self) -> bool:
         return self._app is not None and self._app.running
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz: not ok until the Bot API answered getMe and the bot runs."""
+        if self.ready:
+            return {"ok": True, "mode": "polling" if self.polling else "webhook"}
+        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)"}
+
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         settings = self.core.settings
         base = api_base(settings)

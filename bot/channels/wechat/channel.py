@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from bot.channels.wechat.security import (
 from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
 from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
 from bot.channels.wechat_api import WeChatApi
-from flows.messages import IncomingMessage
+from flows.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
     from bot.app import Core
@@ -61,6 +62,7 @@ log = logging.getLogger("tongxin.wechat")
 # Markers outlive WeChat's retries (about 15 s) by a wide margin.
 MARKER_TTL_S = 24 * 3600.0
 TRIM_NOTE_ID = "wechat.trimmed"
+STORE_RETRY_MAX = 1000
 
 
 class BodyTooLargeError(RequestRejectedError):
@@ -137,7 +139,7 @@ class WeChatChannel:
             )
         self.config = config
         self.store = core.store
-        self.handle = core.dispatcher.handle
+        self.turn = core.dispatcher.turn
         self.replies = core.replies
         self.budget_s = settings.wechat_budget_s if budget_s is None else budget_s
         self.poll_s = poll_s
@@ -163,6 +165,10 @@ class WeChatChannel:
         self._worker_task: asyncio.Task[None] | None = None
         self._recover_task: asyncio.Task[None] | None = None
         self.late = LateLedger(self.store, uuid.uuid4().hex)
+        # Messages whose turn failed because the store took no writes (full
+        # disk, read-only file): the user got an apology; they are handled
+        # again, and answered through the outbox, once the store works.
+        self._store_retry: deque[IncomingMessage] = deque(maxlen=STORE_RETRY_MAX)
         # Turns get their own threads: when SQLite is locked for long, blocked turns
         # must not starve the outbox worker and the store calls in the default pool.
         self._turn_threads = ThreadPoolExecutor(
@@ -202,7 +208,10 @@ class WeChatChannel:
         if self._recover_task is not None:
             await self._recover_task
             self._recover_task = None
-            await asyncio.to_thread(self.late.stop)
+            try:
+                await asyncio.to_thread(self.late.stop)
+            except Exception as exc:  # the heartbeat lapses by itself
+                log.warning("WeChat heartbeat not removed: %s", exc)
         self._turn_threads.shutdown(wait=False)
 
     # -- GET: WeChat's URL check ---------------------------------------------
@@ -371,8 +380,13 @@ class WeChatChannel:
         """In a worker thread: the dispatcher's turn, as WeChat-sized parts for
         the HTTP answer; None when the replies go (or went) through the outbox."""
         if nonce is not None:
-            self._check_replay(*nonce)
-        replies = self.handle(msg)
+            try:
+                self._check_replay(*nonce)
+            except ReplayError:
+                raise
+            except Exception:
+                log.warning("WeChat nonce not checked: the store takes no writes")
+        replies = self._handle(msg)
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
         parts = split_text(join_replies(replies), trim_note=note)
         if not msg.message_id or not parts:
@@ -383,7 +397,13 @@ class WeChatChannel:
         if late:
             self._queue_late(msg.message_id, msg.user_id, parts)
             return None
-        return parts if self._claim_passive(msg.message_id) else None
+        try:
+            claimed = self._claim_passive(msg.message_id)
+        except Exception:
+            # The store takes no writes: nobody else can deliver; answer now.
+            log.warning("WeChat: reply delivery not recorded (store unavailable)")
+            return parts
+        return parts if claimed else None
 
     async def _finish_late(self, msg: IncomingMessage, turn: _Turn) -> None:
         key = msg.message_id or ""
@@ -405,24 +425,68 @@ class WeChatChannel:
     async def _recover_loop(self) -> None:
         """Heartbeat, and finish the late turns of processes that died."""
         loop = asyncio.get_running_loop()
+        failing = False
         while not self._stop.is_set():
             try:
                 await asyncio.to_thread(self.late.heartbeat)
                 for msg in await asyncio.to_thread(self.late.claim_orphans):
                     await loop.run_in_executor(self._turn_threads, self._finish_orphan, msg)
                     self._wake.set()
-            except Exception:
-                log.exception("finishing late WeChat turns failed")
+                if await loop.run_in_executor(self._turn_threads, self._retry_stored):
+                    self._wake.set()
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not every pass
+                    log.error("WeChat: finishing late turns failed: %s", exc)
+                failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
 
     def _finish_orphan(self, msg: IncomingMessage) -> None:
         """A late turn of a process that died: the dispatcher's de-duplication
         returns the replies if that turn had committed; the outbox sends them."""
-        replies = self.handle(msg)
+        replies = self._handle(msg)
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
         parts = split_text(join_replies(replies), trim_note=note)
         self._queue_late(msg.message_id or "", msg.user_id, parts)
+
+    def _handle(self, msg: IncomingMessage) -> list[Reply]:
+        """The dispatcher's turn; a turn that failed on a store that takes no
+        writes is kept for a retry (the user gets the apology now)."""
+        result = self.turn(msg)
+        if result.failed and self.worker is not None and not self._store_works():
+            self._store_retry.append(msg)
+            log.error(
+                "WeChat: the store takes no writes; %d message(s) kept for a retry",
+                len(self._store_retry),
+            )
+        return result.replies
+
+    def _store_works(self) -> bool:
+        try:
+            self.store.probe_write()
+        except Exception:
+            return False
+        return True
+
+    def _retry_stored(self) -> int:
+        """Handle the kept messages again once the store takes writes."""
+        if not self._store_retry or not self._store_works():
+            return 0
+        done = 0
+        while self._store_retry:
+            msg = self._store_retry.popleft()
+            self._finish_orphan(msg)
+            done += 1
+        return done
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz."""
+        return {
+            "ok": not self._store_retry,
+            "delivery": "on" if self.worker is not None else "off (no AppID/secret)",
+            "waiting_for_store": len(self._store_retry),
+        }
 
     def _claim_passive(self, key: str) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier

@@ -144,4 +144,7 @@ class OutboxWorker:
             )
             for task in pending:
                 task.cancel()
-        await asyncio.to_thread(self.release)
+        try:
+            await asyncio.to_thread(self.release)
+        except Exception as exc:  # it expires by itself; another process takes over
+            log.warning("outbox lease not released: %s", exc)
