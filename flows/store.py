@@ -357,15 +357,32 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
 
 
+def _create_private(path: Path) -> None:
+    """A new database file is created 0600 (SQLite gives its WAL and shared
+    memory files the same mode) and a new folder 0700: they hold personal data."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is an empty SQLite database
+
+
 class Store:
     """One SQLite file. Safe to share between threads of one process (a lock
     serialises use of the single connection) and between processes (WAL and
     `BEGIN IMMEDIATE`)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
+        if read_only:
+            self._open_read_only(busy_timeout_s)
+            return
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         conn = sqlite3.connect(
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -373,9 +390,9 @@ class Store:
         self._conn = conn
         self._lock_file: IO[str] | None = None
         if fcntl is not None and str(path) != ":memory:":
-            self._lock_file = open(  # noqa: SIM115 - held for the store's lifetime
-                self.path.with_name(self.path.name + ".lock"), "a", encoding="utf-8"
-            )
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._lock_file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's lifetime
         self._lock = threading.RLock()
         self._depth = 0
         self.db = sqlite_utils.Database(conn)
@@ -390,6 +407,31 @@ class Store:
         conn.execute("PRAGMA secure_delete=ON")
         self._identity = self._file_identity()
         self._migrate()
+
+    def _open_read_only(self, busy_timeout_s: float) -> None:
+        """For commands that only read: an existing file, no lock file, no
+        migration (a read-only folder or file is fine)."""
+        if not self.path.is_file():
+            raise StoreError(f"no database file at {self.path}")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        self._lock_file = None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.db = sqlite_utils.Database(conn)
+        self._identity = self._file_identity()
+        version = self.schema_version()  # reads the header: a damaged file fails here
+        if version > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"{self.path} has schema version {version}; this tongxin knows "
+                f"up to {len(MIGRATIONS)}. Upgrade tongxin."
+            )
+        if version < len(MIGRATIONS):
+            raise StoreError(f"{self.path} is not a tongxin database (or an older one)")
 
     # -- plumbing -------------------------------------------------------
 
