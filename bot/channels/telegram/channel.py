@@ -109,6 +109,8 @@ OUTBOX_BATCH = 50
 OUTBOX_BACKOFF = Backoff(first_s=15.0, max_s=3600.0, max_attempts=8)
 STAFF_BATCH = 20
 OUTBOX_LEASE_KEY = "telegram:outbox_lease"
+# Telegram redelivers an unanswered update for up to a day.
+ANSWERED_TTL_S = 24 * 3600.0
 
 
 class TelegramConfigError(Exception):
@@ -537,9 +539,26 @@ class TelegramChannel:
         replies = await self._turn(incoming)
         if self._staff_wake is not None:
             self._staff_wake.set()  # the turn may have created a ticket
+        if incoming.message_id and not await asyncio.to_thread(
+            self._claim_answer, incoming.message_id
+        ):
+            # Telegram redelivered an update that was answered already (or
+            # another server behind the same webhook answers it).
+            return
         reply_to = message.message_id if is_group(message.chat) else None
         assert message.from_user is not None
         await self._send_replies(message.chat.id, message.from_user.id, replies, reply_to=reply_to)
+
+    def _claim_answer(self, message_id: str) -> bool:
+        """Who sends a message's replies is claimed once in the store: False
+        when they were sent (or are being sent) already."""
+        key = f"telegram:answered:{message_id}"
+        store = self.core.store
+        with store.transaction():
+            if store.kv_get(key) is not None:
+                return False
+            store.kv_set(key, "1", ttl_s=ANSWERED_TTL_S)
+            return True
 
     async def _say(
         self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
