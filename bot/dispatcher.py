@@ -158,6 +158,8 @@ class Dispatcher:
                 if self._turns_since_prune >= PRUNE_EVERY:
                     self._turns_since_prune = 0
                     self.store.prune_processed(older_than_s=PROCESSED_KEEP_S)
+                    # Markers, nonces, leases: one or more rows per message.
+                    self.store.purge_expired_kv()
         if msg.channel in self.inline_outbox_channels:
             queued = self.store.take_outbox_for_user(msg.channel, msg.user_id)
             replies = [Reply(item.text) for item in queued] + replies

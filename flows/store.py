@@ -406,6 +406,7 @@ class Store:
         # some SQLite builds default to off.
         conn.execute("PRAGMA secure_delete=ON")
         self._identity = self._file_identity()
+        self._checkpoint_after_commit = False
         self._migrate()
 
     def _open_read_only(self, busy_timeout_s: float) -> None:
@@ -424,6 +425,7 @@ class Store:
         self._depth = 0
         self.db = sqlite_utils.Database(conn)
         self._identity = self._file_identity()
+        self._checkpoint_after_commit = False
         version = self.schema_version()  # reads the header: a damaged file fails here
         if version > len(MIGRATIONS):
             raise SchemaTooNewError(
@@ -508,6 +510,9 @@ class Store:
                     raise
                 self._depth = 0
                 self._conn.execute("COMMIT")
+            if self._checkpoint_after_commit:
+                self._checkpoint_after_commit = False
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -1047,4 +1052,19 @@ class Store:
             for table in _PERSONAL_TABLES:
                 cur = self._exec(f"DELETE FROM {table} WHERE {where}", params)
                 counts[table] = int(cur.rowcount)
+            self._forget_user_kv(user_id)
+            # The erased rows' old page images stay in the WAL until a
+            # checkpoint: run one as soon as this transaction commits.
+            self._checkpoint_after_commit = True
         return counts
+
+    def _forget_user_kv(self, user_id: str) -> int:
+        """Key/value rows that carry the user's words (deep-link records with
+        group text, late WeChat turns): their JSON value names the user."""
+        cur = self._exec(
+            "DELETE FROM kv WHERE json_valid(value) AND json_type(value) = 'object' AND ("
+            "json_extract(value, '$.user_id') = ? "
+            "OR substr(json_extract(value, '$.user_id'), 1, ?) = ?)",
+            (user_id, len(user_id) + 1, f"{user_id}@"),
+        )
+        return int(cur.rowcount)
