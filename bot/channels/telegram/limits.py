@@ -6,8 +6,9 @@ callers pass `rate_limit_args=True`), at most `group_per_min` messages a minute
 into any one group, and after a 429 the requests to that chat (all requests,
 when the 429 names no chat) wait out `retry_after` before they are retried: one
 user who floods the bot must not stall everyone else's replies. Replies to a
-user who just wrote are not counted against the bulk quota: Telegram's 30/s figure is for broadcasts, and throttling
-conversation replies to it would stall every chat behind one busy minute.
+user who just wrote are not counted against the bulk quota: Telegram's 30/s
+figure is for broadcasts, and throttling conversation replies to it would
+stall every chat behind one busy minute.
 
 `PerChatUpdateProcessor` lets different chats run concurrently while the
 updates of one member in one chat are handled strictly one after another, so
