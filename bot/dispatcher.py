@@ -11,11 +11,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from bot.rate_limit import UserRateLimiter
 from flows.engine import DialogueEngine
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.state import STATE_VERSION, ConversationState
-from flows.store import Store, utcnow
+from flows.store import Store, TicketQuotaError, utcnow
 from nlu.entities import extract_id_numbers, mask_personal_data
 from nlu.types import FALLBACK_INTENT, IntentScore, ParseResult
 
@@ -90,6 +91,8 @@ class Dispatcher:
         replies: Replies,
         inline_outbox_channels: frozenset[str] = frozenset({"shell"}),
         clock: Callable[[], datetime] = utcnow,
+        rate_limiter: UserRateLimiter | None = None,
+        rate_limited_channels: frozenset[str] = frozenset({"wechat", "telegram"}),
     ) -> None:
         self.store = store
         self.parser = parser
@@ -97,6 +100,8 @@ class Dispatcher:
         self.replies = replies
         self.inline_outbox_channels = inline_outbox_channels
         self.clock = clock
+        self.rate_limiter = rate_limiter
+        self.rate_limited_channels = rate_limited_channels
         self._turns_since_prune = 0
 
     def handle(self, msg: IncomingMessage) -> list[Reply]:
@@ -106,6 +111,11 @@ class Dispatcher:
     def turn(self, msg: IncomingMessage) -> Turn:
         try:
             return self._turn(msg)
+        except TicketQuotaError as exc:
+            # The turn rolled back: the form stays at its confirmation for later.
+            log.info("ticket quota: channel=%s user=%s", msg.channel, msg.user_id)
+            text = self.replies.text("rate.too_many_tickets", limit=exc.limit)
+            return Turn([Reply(text)], _empty_parse(""), None)
         except Exception:
             log.exception(
                 "turn failed: channel=%s user=%s kind=%s", msg.channel, msg.user_id, msg.kind
@@ -119,6 +129,14 @@ class Dispatcher:
             stored = self.store.processed_reply(dedupe_key)
             if stored is not None:
                 return Turn(replies_from_json(stored), _empty_parse(""), None)
+        if self.rate_limiter is not None and msg.channel in self.rate_limited_channels:
+            verdict = self.rate_limiter.check(f"{msg.channel}:{msg.user_id}")
+            if verdict != "ok":
+                told = verdict == "warn"
+                if told:
+                    log.info("rate limit: channel=%s user=%s", msg.channel, msg.user_id)
+                replies = [Reply(self.replies.text("rate.too_fast"))] if told else []
+                return Turn(replies, _empty_parse(""), None)
         raw = clean_text(msg.text or "")
         truncated = len(raw) > MAX_TEXT_CHARS
         raw = raw[:MAX_TEXT_CHARS]

@@ -82,6 +82,14 @@ class SchemaTooNewError(StoreError):
     pass
 
 
+class TicketQuotaError(StoreError):
+    """A user has filed as many tickets as the quota allows for now."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"ticket quota reached: {limit} per hour")
+        self.limit = limit
+
+
 class StoreFileGoneError(StoreError):
     """The database file was deleted or replaced while open: writes would land
     in a file nobody will read again."""
@@ -407,6 +415,7 @@ class Store:
         conn.execute("PRAGMA secure_delete=ON")
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
+        self._ticket_quota: tuple[int, float, frozenset[str]] | None = None
         self._migrate()
 
     def _open_read_only(self, busy_timeout_s: float) -> None:
@@ -426,6 +435,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
+        self._ticket_quota = None
         version = self.schema_version()  # reads the header: a damaged file fails here
         if version > len(MIGRATIONS):
             raise SchemaTooNewError(
@@ -449,6 +459,29 @@ class Store:
         connections read."""
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- per-user ticket quota ---------------------------------------------
+
+    def set_ticket_quota(
+        self, limit: int, *, period_s: float = 3600.0, channels: frozenset[str]
+    ) -> None:
+        """At most `limit` tickets per user of `channels` in `period_s`; over it
+        create_ticket raises TicketQuotaError (and its transaction rolls back)."""
+        self._ticket_quota = (limit, period_s, channels)
+
+    def _check_ticket_quota(self, channel: str, user_id: str, now: datetime) -> None:
+        if self._ticket_quota is None:
+            return
+        limit, period_s, channels = self._ticket_quota
+        if channel not in channels:
+            return
+        row = self._one(
+            "SELECT COUNT(*) AS n FROM tickets WHERE channel = ? AND user_id = ? "
+            "AND created_at > ?",
+            (channel, user_id, iso(now - timedelta(seconds=period_s))),
+        )
+        if row is not None and int(row["n"]) >= limit:
+            raise TicketQuotaError(limit)
 
     # -- file identity and health (tongxin serve's /healthz) ------------
 
@@ -597,6 +630,8 @@ class Store:
                 if row:
                     return _ticket_from_row(row), False
             now = utcnow()
+            if actor == "user":
+                self._check_ticket_quota(channel, user_id, now)
             ticket_id = self._next_daily_id("TX", now)
             stamp = iso(now)
             self._exec(
