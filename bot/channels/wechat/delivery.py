@@ -135,9 +135,12 @@ class OutboxWorker:
         while not stop.is_set():
             wake.clear()
             try:
-                await asyncio.to_thread(self.deliver_due)
+                report = await asyncio.to_thread(self.deliver_due)
             except Exception:
                 log.exception("outbox pass failed")
+            else:
+                if len(report.sent) + len(report.failed) >= self.batch:
+                    continue  # a full batch went out: more may be due, no pause
             waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
                 waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
