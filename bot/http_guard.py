@@ -228,9 +228,25 @@ class _RepeatFilter(logging.Filter):
         return True
 
 
-def quiet_repeated_server_errors() -> None:
-    """At most one line a minute for each repeated asyncio/uvicorn server error."""
+class _PathOnlyFilter(logging.Filter):
+    """uvicorn's access log without query strings: WeChat puts the user's
+    OpenID (and the signature) in the callback URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def install_log_filters() -> None:
+    """At most one line a minute for each repeated asyncio/uvicorn server
+    error, and no query strings in the access log. Call in every server
+    process (uvicorn configures logging again in each worker)."""
     for name in ("asyncio", "uvicorn.error"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RepeatFilter) for f in logger.filters):
             logger.addFilter(_RepeatFilter())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _PathOnlyFilter) for f in access.filters):
+        access.addFilter(_PathOnlyFilter())

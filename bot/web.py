@@ -70,7 +70,10 @@ def app_from_env() -> Starlette:
     its own core from the environment (uvicorn imports this by name)."""
     from bot.app import build_core
     from bot.cli.serve_cmd import build_channels
+    from bot.http_guard import install_log_filters
     from bot.settings import Settings
+
+    install_log_filters()
 
     core = build_core(Settings.from_env(), inline_outbox=frozenset())
     return create_app(core, build_channels(core, telegram_polling=False))

@@ -57,13 +57,13 @@ def run_serve(args: argparse.Namespace) -> int:
         GuardedHttpProtocol,
         HttpLimits,
         LimitsError,
-        quiet_repeated_server_errors,
+        install_log_filters,
         raise_open_file_limit,
     )
     from bot.web import create_app
 
     logging.basicConfig(level=logging.INFO)
-    quiet_repeated_server_errors()
+    install_log_filters()
     settings = bot_settings(args)
     try:
         HttpLimits.from_env()
