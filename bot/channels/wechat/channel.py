@@ -364,11 +364,10 @@ class WeChatChannel:
         writing = asyncio.ensure_future(
             asyncio.to_thread(self.late.record, msg, unless=_queued_key(key))
         )
+        writing.add_done_callback(_log_unrecorded)
         done, _ = await asyncio.wait((writing,), timeout=min(0.7, max(0.1, 4.8 - self.budget_s)))
         if not done:
             log.warning("WeChat late turn: store busy, its record follows the answer")
-        elif writing.exception() is not None:
-            log.error("WeChat late turn not recorded: %s", writing.exception())
 
     def _forget(self, key: str, turn: _Turn) -> None:
         if not turn.late and self._turns.get(key) is turn:
@@ -519,6 +518,11 @@ class WeChatChannel:
             self.store.kv_set(_rest_key(key), "1", ttl_s=MARKER_TTL_S)
             for part in rest:
                 self.store.enqueue(CHANNEL, user_id, part)
+
+
+def _log_unrecorded(writing: asyncio.Future[None]) -> None:
+    if not writing.cancelled() and writing.exception() is not None:
+        log.error("WeChat late turn not recorded: %s", writing.exception())
 
 
 def _success() -> Response:
