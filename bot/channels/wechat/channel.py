@@ -287,14 +287,22 @@ class WeChatChannel:
 
     def _check_replay(self, key: str, digest: str) -> None:
         """Plain mode signs only the URL: a captured URL must not carry another
-        body. Each (timestamp, nonce) is kept with a digest of its body; WeChat's
-        own retry of the same request still passes. Runs in the turn's thread,
-        before the turn, so that a busy store delays the turn, not the answer."""
+        body. Each (timestamp, nonce) is kept with a digest of its body
+        (`_remember_nonce`); WeChat's own retry of the same request still
+        passes. A read in the turn's thread before the turn: a busy store
+        delays the turn, not the answer."""
+        seen = self.store.kv_get(key)
+        if seen is not None and not hmac.compare_digest(seen, digest):
+            raise ReplayError("a used nonce with another body")
+
+    def _remember_nonce(self, nonce: tuple[str, str] | None) -> None:
+        """Record a plain-mode nonce; called inside the transaction that records
+        who delivers the replies, so that it costs no transaction of its own."""
+        if nonce is None:
+            return
+        key, digest = nonce
         with self.store.transaction():
-            seen = self.store.kv_get(key)
-            if seen is not None and not hmac.compare_digest(seen, digest):
-                raise ReplayError("a used nonce with another body")
-            if seen is None:
+            if self.store.kv_get(key) is None:
                 self.store.kv_set(key, digest, ttl_s=NONCE_TTL_S)
 
     def _rejected(self, exc: RequestRejectedError) -> Response:
@@ -379,25 +387,24 @@ class WeChatChannel:
         """In a worker thread: the dispatcher's turn, as WeChat-sized parts for
         the HTTP answer; None when the replies go (or went) through the outbox."""
         if nonce is not None:
-            try:
-                self._check_replay(*nonce)
-            except ReplayError:
-                raise
-            except Exception:
-                log.warning("WeChat nonce not checked: the store takes no writes")
+            self._check_replay(*nonce)
         replies = self._handle(msg)
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
         parts = split_text(join_replies(replies), trim_note=note)
         if not msg.message_id or not parts:
+            try:
+                self._remember_nonce(nonce)
+            except Exception:
+                log.warning("WeChat nonce not recorded (store unavailable)")
             return parts
         with turn.lock:
             late = turn.late
             turn.answering = not late
         if late:
-            self._queue_late(msg.message_id, msg.user_id, parts)
+            self._queue_late(msg.message_id, msg.user_id, parts, nonce=nonce)
             return None
         try:
-            claimed = self._claim_passive(msg.message_id)
+            claimed = self._claim_passive(msg.message_id, nonce)
         except Exception:
             # The store takes no writes: nobody else can deliver; answer now.
             log.warning("WeChat: reply delivery not recorded (store unavailable)")
@@ -487,21 +494,29 @@ class WeChatChannel:
             "waiting_for_store": len(self._store_retry),
         }
 
-    def _claim_passive(self, key: str) -> bool:
+    def _claim_passive(self, key: str, nonce: tuple[str, str] | None = None) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier
         attempt (in any process) queued them for the outbox."""
         with self.store.transaction():
+            self._remember_nonce(nonce)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return False
             self.store.kv_set(_passive_key(key), "1", ttl_s=MARKER_TTL_S)
             return True
 
     def _queue_late(
-        self, key: str, user_id: str, parts: list[str], *, unless_answered: bool = True
+        self,
+        key: str,
+        user_id: str,
+        parts: list[str],
+        *,
+        unless_answered: bool = True,
+        nonce: tuple[str, str] | None = None,
     ) -> None:
         """The outbox delivers, unless another attempt already queued them or
         (`unless_answered`) answered them in its HTTP response."""
         with self.store.transaction():
+            self._remember_nonce(nonce)
             self.late.done(key)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return
