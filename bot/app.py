@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.dispatcher import Dispatcher
+from bot.rate_limit import UserRateLimiter
 from bot.settings import Settings
 from flows.definitions import FlowBook
 from flows.engine import DialogueEngine, EngineSettings
@@ -16,6 +17,9 @@ from flows.faq import FaqBase, FaqMatch, FaqRetriever, ambiguous, build_index, l
 from flows.replies import Replies
 from flows.store import Store
 from nlu.parser import Parser, load_parser
+
+# Per-user limits apply to the public channels; the shell is the operator's.
+RATE_LIMITED_CHANNELS = frozenset({"wechat", "telegram"})
 
 
 class FaqAnswers:
@@ -74,6 +78,7 @@ def build_core(
     """Everything a channel needs. `notify` hears one-off notes such as
     "training the NLU model" (the CLI prints them on stderr)."""
     store = Store(settings.db_path)
+    store.set_ticket_quota(settings.rate_tickets_per_hour, channels=RATE_LIMITED_CHANNELS)
     if parser is None:
         parser = load_parser(settings.nlu, notify=notify)
     replies = Replies.load(settings.data_dir / "replies")
@@ -101,5 +106,9 @@ def build_core(
         engine=engine,
         replies=replies,
         inline_outbox_channels=inline_outbox,
+        rate_limiter=UserRateLimiter(
+            burst=settings.rate_message_burst, per_minute=settings.rate_messages_per_minute
+        ),
+        rate_limited_channels=RATE_LIMITED_CHANNELS,
     )
     return Core(settings, store, parser, replies, faq, engine, dispatcher)

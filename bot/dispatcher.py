@@ -11,12 +11,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from bot.rate_limit import UserRateLimiter
 from flows import takeover
 from flows.engine import DialogueEngine
 from flows.messages import Button, IncomingMessage, Reply, conversation_key
 from flows.replies import Replies
 from flows.state import STATE_VERSION, ConversationState
-from flows.store import Store, utcnow
+from flows.store import Store, TicketQuotaError, utcnow
 from nlu.entities import extract_id_numbers, mask_personal_data
 from nlu.types import FALLBACK_INTENT, IntentScore, ParseResult
 
@@ -71,6 +72,8 @@ class Turn:
     replies: list[Reply]
     parse: ParseResult
     state: ConversationState | None
+    # The turn raised and `replies` is the apology: nothing of it was saved.
+    failed: bool = False
 
 
 class Dispatcher:
@@ -83,6 +86,8 @@ class Dispatcher:
         replies: Replies,
         inline_outbox_channels: frozenset[str] = frozenset({"shell"}),
         clock: Callable[[], datetime] = utcnow,
+        rate_limiter: UserRateLimiter | None = None,
+        rate_limited_channels: frozenset[str] = frozenset({"wechat", "telegram"}),
     ) -> None:
         self.store = store
         self.parser = parser
@@ -90,6 +95,8 @@ class Dispatcher:
         self.replies = replies
         self.inline_outbox_channels = inline_outbox_channels
         self.clock = clock
+        self.rate_limiter = rate_limiter
+        self.rate_limited_channels = rate_limited_channels
         self._turns_since_prune = 0
 
     def handle(self, msg: IncomingMessage) -> list[Reply]:
@@ -99,11 +106,16 @@ class Dispatcher:
     def turn(self, msg: IncomingMessage) -> Turn:
         try:
             return self._turn(msg)
+        except TicketQuotaError as exc:
+            # The turn rolled back: the form stays at its confirmation for later.
+            log.info("ticket quota: channel=%s user=%s", msg.channel, msg.user_id)
+            text = self.replies.text("rate.too_many_tickets", limit=exc.limit)
+            return Turn([Reply(text)], _empty_parse(""), None)
         except Exception:
             log.exception(
                 "turn failed: channel=%s user=%s kind=%s", msg.channel, msg.user_id, msg.kind
             )
-            return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None)
+            return Turn([Reply(self.replies.text("error"))], _empty_parse(""), None, failed=True)
 
     def _turn(self, msg: IncomingMessage) -> Turn:
         dedupe_key = f"{msg.channel}:{msg.message_id}" if msg.message_id else None
@@ -112,6 +124,14 @@ class Dispatcher:
             stored = self.store.processed_reply(dedupe_key)
             if stored is not None:
                 return Turn(replies_from_json(stored), _empty_parse(""), None)
+        if self.rate_limiter is not None and msg.channel in self.rate_limited_channels:
+            verdict = self.rate_limiter.check(f"{msg.channel}:{msg.user_id}")
+            if verdict != "ok":
+                told = verdict == "warn"
+                if told:
+                    log.info("rate limit: channel=%s user=%s", msg.channel, msg.user_id)
+                replies = [Reply(self.replies.text("rate.too_fast"))] if told else []
+                return Turn(replies, _empty_parse(""), None)
         raw = clean_text(msg.text or "")
         truncated = len(raw) > MAX_TEXT_CHARS
         raw = raw[:MAX_TEXT_CHARS]
@@ -160,6 +180,8 @@ class Dispatcher:
                 if self._turns_since_prune >= PRUNE_EVERY:
                     self._turns_since_prune = 0
                     self.store.prune_processed(older_than_s=PROCESSED_KEEP_S)
+                    # Markers, nonces, leases: one or more rows per message.
+                    self.store.purge_expired_kv()
         if msg.channel in self.inline_outbox_channels:
             queued = self.store.take_outbox_for_user(msg.channel, msg.user_id)
             replies = [Reply(item.text) for item in queued] + replies

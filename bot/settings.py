@@ -50,6 +50,14 @@ class Settings:
     wechat_secret: str | None = None
     wechat_aes_key: str | None = None
     wechat_api_url: str | None = None
+    # Seconds a WeChat turn may take before the HTTP answer is `success` and the
+    # replies go through the customer-service API (WeChat waits 5 s).
+    wechat_budget_s: float = 4.0
+    # Per-user limits on WeChat and Telegram: messages at once, then per minute;
+    # new tickets per hour.
+    rate_message_burst: int = 30
+    rate_messages_per_minute: float = 60.0
+    rate_tickets_per_hour: int = 5
     telegram_token: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_api_url: str | None = None
@@ -89,6 +97,20 @@ class Settings:
                 ("takeover_idle_minutes", 15.0),
             )
         }
+        budget = _float(env, "TONGXIN_WECHAT_BUDGET_S", 4.0)
+        if not 0 < budget <= 4.5:
+            raise SettingsError(
+                f"TONGXIN_WECHAT_BUDGET_S must be above 0 and at most 4.5, got {budget}"
+            )
+        rates = {}
+        for name, default in (
+            ("TONGXIN_RATE_MESSAGE_BURST", 30.0),
+            ("TONGXIN_RATE_MESSAGES_PER_MINUTE", 60.0),
+            ("TONGXIN_RATE_TICKETS_PER_HOUR", 5.0),
+        ):
+            rates[name] = _float(env, name, default)
+            if not 1 <= rates[name] < float("inf"):
+                raise SettingsError(f"{name} must be at least 1, got {rates[name]}")
         try:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
@@ -103,6 +125,10 @@ class Settings:
             wechat_secret=opt("TONGXIN_WECHAT_SECRET"),
             wechat_aes_key=opt("TONGXIN_WECHAT_AES_KEY"),
             wechat_api_url=opt("TONGXIN_WECHAT_API_URL"),
+            wechat_budget_s=budget,
+            rate_message_burst=int(rates["TONGXIN_RATE_MESSAGE_BURST"]),
+            rate_messages_per_minute=rates["TONGXIN_RATE_MESSAGES_PER_MINUTE"],
+            rate_tickets_per_hour=int(rates["TONGXIN_RATE_TICKETS_PER_HOUR"]),
             telegram_token=opt("TONGXIN_TELEGRAM_TOKEN"),
             telegram_webhook_secret=opt("TONGXIN_TELEGRAM_WEBHOOK_SECRET"),
             telegram_api_url=opt("TONGXIN_TELEGRAM_API_URL"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,17 +17,35 @@ from bot.app import Core
 from bot.channels.base import ChannelService
 from bot.workspace import workspace_mount
 
+# /healthz waits this long for the store's write probe; longer means "busy".
+HEALTH_PROBE_S = 3.0
+
 
 def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
+        """ok only when the store takes a write (a full disk, a read-only,
+        deleted or replaced file all fail it) and every channel says it works."""
+        body: dict[str, Any] = {"channels": [c.name for c in channels]}
+        ok = True
         try:
             # The store lock may be held by a turn; never block the event loop on it.
-            version = await anyio.to_thread.run_sync(core.store.schema_version)
-        except Exception:
-            return JSONResponse({"status": "error", "db": "unavailable"}, status_code=503)
-        return JSONResponse(
-            {"status": "ok", "schema_version": version, "channels": [c.name for c in channels]}
-        )
+            with anyio.fail_after(HEALTH_PROBE_S):
+                await anyio.to_thread.run_sync(core.store.probe_write, abandon_on_cancel=True)
+            body["schema_version"] = await anyio.to_thread.run_sync(core.store.schema_version)
+            body["db"] = "ok"
+        except TimeoutError:
+            ok, body["db"] = False, "busy: no write within 3 s"
+        except Exception as exc:
+            ok, body["db"] = False, f"unavailable: {type(exc).__name__}: {exc}"[:200]
+        states = {}
+        for channel in channels:
+            check = getattr(channel, "health", None)
+            state = check() if check is not None else {"ok": True}
+            states[channel.name] = state
+            ok = ok and bool(state.get("ok"))
+        body["channel_state"] = states
+        body["status"] = "ok" if ok else "error"
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     for channel in channels:
@@ -52,7 +72,10 @@ def app_from_env() -> Starlette:
     its own core from the environment (uvicorn imports this by name)."""
     from bot.app import build_core
     from bot.cli.serve_cmd import build_channels
+    from bot.http_guard import install_log_filters
     from bot.settings import Settings
+
+    install_log_filters()
 
     core = build_core(Settings.from_env(), inline_outbox=frozenset())
     return create_app(core, build_channels(core, telegram_polling=False))

@@ -9,6 +9,7 @@ processes on the same file serialise their writes and lose nothing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -79,6 +80,19 @@ class IllegalTransitionError(StoreError):
 
 class SchemaTooNewError(StoreError):
     pass
+
+
+class TicketQuotaError(StoreError):
+    """A user has filed as many tickets as the quota allows for now."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"ticket quota reached: {limit} per hour")
+        self.limit = limit
+
+
+class StoreFileGoneError(StoreError):
+    """The database file was deleted or replaced while open: writes would land
+    in a file nobody will read again."""
 
 
 def utcnow() -> datetime:
@@ -351,15 +365,32 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
 
 
+def _create_private(path: Path) -> None:
+    """A new database file is created 0600 (SQLite gives its WAL and shared
+    memory files the same mode) and a new folder 0700: they hold personal data."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is an empty SQLite database
+
+
 class Store:
     """One SQLite file. Safe to share between threads of one process (a lock
     serialises use of the single connection) and between processes (WAL and
     `BEGIN IMMEDIATE`)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
+        if read_only:
+            self._open_read_only(busy_timeout_s)
+            return
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         conn = sqlite3.connect(
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -367,9 +398,9 @@ class Store:
         self._conn = conn
         self._lock_file: IO[str] | None = None
         if fcntl is not None and str(path) != ":memory:":
-            self._lock_file = open(  # noqa: SIM115 - held for the store's lifetime
-                self.path.with_name(self.path.name + ".lock"), "a", encoding="utf-8"
-            )
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._lock_file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's lifetime
         self._lock = threading.RLock()
         self._depth = 0
         self.db = sqlite_utils.Database(conn)
@@ -382,7 +413,37 @@ class Store:
         # Erased personal data must not linger in free pages of the file (PIPL);
         # some SQLite builds default to off.
         conn.execute("PRAGMA secure_delete=ON")
+        self._identity = self._file_identity()
+        self._checkpoint_after_commit = False
+        self._ticket_quota: tuple[int, float, frozenset[str]] | None = None
         self._migrate()
+
+    def _open_read_only(self, busy_timeout_s: float) -> None:
+        """For commands that only read: an existing file, no lock file, no
+        migration (a read-only folder or file is fine)."""
+        if not self.path.is_file():
+            raise StoreError(f"no database file at {self.path}")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        self._lock_file = None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.db = sqlite_utils.Database(conn)
+        self._identity = self._file_identity()
+        self._checkpoint_after_commit = False
+        self._ticket_quota = None
+        version = self.schema_version()  # reads the header: a damaged file fails here
+        if version > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"{self.path} has schema version {version}; this tongxin knows "
+                f"up to {len(MIGRATIONS)}. Upgrade tongxin."
+            )
+        if version < len(MIGRATIONS):
+            raise StoreError(f"{self.path} is not a tongxin database (or an older one)")
 
     # -- plumbing -------------------------------------------------------
 
@@ -399,6 +460,63 @@ class Store:
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    # -- per-user ticket quota ---------------------------------------------
+
+    def set_ticket_quota(
+        self, limit: int, *, period_s: float = 3600.0, channels: frozenset[str]
+    ) -> None:
+        """At most `limit` tickets per user of `channels` in `period_s`; over it
+        create_ticket raises TicketQuotaError (and its transaction rolls back)."""
+        self._ticket_quota = (limit, period_s, channels)
+
+    def _check_ticket_quota(self, channel: str, user_id: str, now: datetime) -> None:
+        if self._ticket_quota is None:
+            return
+        limit, period_s, channels = self._ticket_quota
+        if channel not in channels:
+            return
+        row = self._one(
+            "SELECT COUNT(*) AS n FROM tickets WHERE channel = ? AND user_id = ? "
+            "AND created_at > ?",
+            (channel, user_id, iso(now - timedelta(seconds=period_s))),
+        )
+        if row is not None and int(row["n"]) >= limit:
+            raise TicketQuotaError(limit)
+
+    # -- file identity and health (tongxin serve's /healthz) ------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if str(self.path) == ":memory:":
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino)
+
+    def check_file(self) -> None:
+        """Raise StoreFileGoneError when the file at `path` is no longer the
+        one this store opened (deleted, or replaced by a copy or a restore)."""
+        if self._identity is None:
+            return
+        try:
+            now = self._file_identity()
+        except FileNotFoundError:
+            now = None
+        if now != self._identity:
+            raise StoreFileGoneError(
+                f"{self.path} was deleted or replaced while tongxin had it open; "
+                "nothing is saved until tongxin is restarted on the right file"
+            )
+
+    def probe_write(self) -> None:
+        """A real write of about what a turn writes (a row needing fresh pages,
+        deleted again in the same transaction): fails on a full disk or
+        database, a read-only or a deleted file, like a turn's writes would."""
+        with self.transaction():
+            self._exec(
+                "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, ?)",
+                ("health:probe", "0" * 6000, time.time() + 60),
+            )
+            self._exec("DELETE FROM kv WHERE key = ?", ("health:probe",))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction; nested use joins the outer one."""
@@ -410,6 +528,7 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
+            self.check_file()
             with self._writer_turn():
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
@@ -417,10 +536,16 @@ class Store:
                     yield
                 except BaseException:
                     self._depth = 0
-                    self._conn.execute("ROLLBACK")
+                    # SQLite has already rolled back after some errors (a full
+                    # disk); a second ROLLBACK would hide the real error.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
                 self._depth = 0
                 self._conn.execute("COMMIT")
+            if self._checkpoint_after_commit:
+                self._checkpoint_after_commit = False
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -505,6 +630,8 @@ class Store:
                 if row:
                     return _ticket_from_row(row), False
             now = utcnow()
+            if actor == "user":
+                self._check_ticket_quota(channel, user_id, now)
             ticket_id = self._next_daily_id("TX", now)
             stamp = iso(now)
             self._exec(
@@ -881,6 +1008,22 @@ class Store:
     def kv_delete(self, key: str) -> None:
         self._exec("DELETE FROM kv WHERE key = ?", (key,))
 
+    def kv_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Unexpired (key, value) rows whose key starts with `prefix`."""
+        rows = self._rows(
+            "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+            (len(prefix), prefix, time.time()),
+        )
+        return [(str(r["key"]), str(r["value"])) for r in rows]
+
+    def purge_expired_kv(self) -> int:
+        """Delete expired key/value rows (markers, leases, deep links)."""
+        cur = self._exec(
+            "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),)
+        )
+        return int(cur.rowcount)
+
     # -- channel users --------------------------------------------------
 
     def set_subscribed(self, channel: str, user_id: str, subscribed: bool) -> None:
@@ -944,4 +1087,19 @@ class Store:
             for table in _PERSONAL_TABLES:
                 cur = self._exec(f"DELETE FROM {table} WHERE {where}", params)
                 counts[table] = int(cur.rowcount)
+            self._forget_user_kv(user_id)
+            # The erased rows' old page images stay in the WAL until a
+            # checkpoint: run one as soon as this transaction commits.
+            self._checkpoint_after_commit = True
         return counts
+
+    def _forget_user_kv(self, user_id: str) -> int:
+        """Key/value rows that carry the user's words (deep-link records with
+        group text, late WeChat turns): their JSON value names the user."""
+        cur = self._exec(
+            "DELETE FROM kv WHERE json_valid(value) AND json_type(value) = 'object' AND ("
+            "json_extract(value, '$.user_id') = ? "
+            "OR substr(json_extract(value, '$.user_id'), 1, ?) = ?)",
+            (user_id, len(user_id) + 1, f"{user_id}@"),
+        )
+        return int(cur.rowcount)

@@ -28,7 +28,13 @@ EXTRACTOR = "tongxin_rules"
 _PHONE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ \-]?)?(1[3-9](?:[ \-]?\d){9})(?!\d)")
 
 # --- id_number -----------------------------------------------------------
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6}) ?(\d{8}) ?(\d{3}[0-9Xx])(?![0-9A-Za-z])")
+# People write ID numbers grouped (110105-19491231-002X, 1101 0519 4912 3100 2X,
+# 110105.19491231.002X), after a label glued to it (ID11010519491231002X) or run
+# into a phone number. So the search runs on "digit runs": digits and X with up
+# to three separator characters between them, read with the separators removed.
+_ID_SEPARATORS = " \u00a0\u3000-‐‑–—_.·・/\\,，、:："
+_DIGIT_RUN = re.compile(rf"[0-9Xx](?:[{re.escape(_ID_SEPARATORS)}]{{0,3}}[0-9Xx])*")
+_ID_SHAPE = re.compile(r"\d{17}[0-9Xx]")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK_CHARS = "10X98765432"
 
@@ -92,18 +98,10 @@ def extract_phones(text: str) -> list[Entity]:
 
 def id_number_is_valid(number: str) -> bool:
     """GB 11643-1999: 17 digits + check character, a real birth date, a province code."""
-    if len(number) != 18 or not number[:17].isdigit():
+    if not id_number_is_plausible(number):
         return False
     check = _ID_CHECK_CHARS[sum(int(d) * w for d, w in zip(number, _ID_WEIGHTS, strict=False)) % 11]
-    if number[17].upper() != check:
-        return False
-    if not "11" <= number[:2] <= "82":
-        return False
-    try:
-        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-    except ValueError:
-        return False
-    return date(1900, 1, 1) <= born <= date.today()
+    return number[17].upper() == check
 
 
 def mask_id_number(number: str) -> str:
@@ -115,13 +113,47 @@ def mask_phone(digits: str) -> str:
     return digits[:3] + "****" + digits[-4:]
 
 
-def extract_id_numbers(text: str) -> list[Entity]:
-    """Resident ID numbers with a valid checksum; value is the masked form, never the number."""
+def _digit_runs(clean: str) -> Iterable[tuple[str, list[int]]]:
+    """Each run of digits/X with its separators removed, and for every character
+    of that compact form its offset in `clean`."""
+    for m in _DIGIT_RUN.finditer(clean):
+        offsets = [i for i in range(m.start(), m.end()) if clean[i] in "0123456789Xx"]
+        yield "".join(clean[i] for i in offsets).upper(), offsets
+
+
+def id_number_is_plausible(number: str) -> bool:
+    """18 characters shaped like an ID number: a province code and a real birth
+    date, whatever the check character says (a mistyped ID is still an ID)."""
+    if not _ID_SHAPE.fullmatch(number) or not "11" <= number[:2] <= "82":
+        return False
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return False
+    return date(1900, 1, 1) <= born <= date.today()
+
+
+def _id_windows(clean: str, accept: Callable[[str], bool]) -> list[tuple[int, int, str]]:
+    """(start, end, number) of every 18-character window of a digit run that
+    `accept` takes, as spans of `clean`; windows may overlap."""
     found = []
-    for m in _ID_NUMBER.finditer(_clean(text)):
-        number = "".join(m.groups()).upper()
-        if id_number_is_valid(number):
-            found.append(Entity("id_number", mask_id_number(number), m.start(), m.end(), EXTRACTOR))
+    for compact, offsets in _digit_runs(clean):
+        for i in range(len(compact) - 17):
+            window = compact[i : i + 18]
+            if accept(window):
+                found.append((offsets[i], offsets[i + 17] + 1, window))
+    return found
+
+
+def extract_id_numbers(text: str) -> list[Entity]:
+    """Resident ID numbers with a valid checksum, in any common writing (grouped
+    by spaces, dashes or dots, after a label, run into other digits); value is
+    the masked form, never the number."""
+    found: list[Entity] = []
+    for start, end, number in _id_windows(_clean(text), id_number_is_valid):
+        entity = Entity("id_number", mask_id_number(number), start, end, EXTRACTOR)
+        if not _overlaps(entity, found):
+            found.append(entity)
     return found
 
 
@@ -245,28 +277,61 @@ def extract_entities(text: str) -> list[Entity]:
     return sorted(taken, key=lambda e: e.start)
 
 
+def id_number_spans(text: str) -> list[tuple[int, int]]:
+    """Merged spans of `text` that hold (or may hold) an ID number: every
+    window with a valid checksum or the shape of one (province + birth date),
+    and any other 18-character digit run. For masking: nothing in them is kept."""
+    clean = _clean(text)
+    spans = [(s, e) for s, e, _ in _id_windows(clean, id_number_is_plausible)]
+    for compact, offsets in _digit_runs(clean):
+        if len(compact) == 18:
+            spans.append((offsets[0], offsets[-1] + 1))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _mask_span(chars: str) -> str:
+    """An 18-character ID keeps its first 4 and last 2 characters; a longer
+    stretch (overlapping candidates) keeps none."""
+    compact = "".join(c for c in fold_width(chars) if c in "0123456789Xx")
+    if len(compact) == 18:
+        return mask_id_number(compact)
+    return "*" * len(compact)
+
+
+def mask_id_numbers(text: str) -> str:
+    """`text` with every ID number (`id_number_spans`) masked. A mask that would
+    touch other digits gets a space, so that a phone run into an ID stays a phone."""
+    out = []
+    pos = 0
+    for start, end in id_number_spans(text):
+        out.append(text[pos:start])
+        if start > 0 and text[start - 1].isdigit():
+            out.append(" ")
+        out.append(_mask_span(text[start:end]))
+        if end < len(text) and text[end].isdigit():
+            out.append(" ")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def mask_personal_data(text: str, *, mask_phones: bool = False) -> str:
     """`text` with every ID number replaced by its masked form (and, with
     `mask_phones`, every mobile number by 139****5678), for logs and storage."""
-    spans: list[tuple[int, int, str]] = []
-    clean = _clean(text)
-    ids = extract_id_numbers(text)
-    for e in ids:
-        spans.append((e.start, e.end, str(e.value)))
-    if mask_phones:
-        for e in extract_phones(text):
-            if not _overlaps(e, ids):
-                spans.append((e.start, e.end, mask_phone(str(e.value))))
-    # Also catch 18-character runs that fail the checksum: a mistyped ID is
-    # still somebody's ID.
-    for m in _ID_NUMBER.finditer(clean):
-        if not any(m.start() < end and start < m.end() for start, end, _ in spans):
-            spans.append((m.start(), m.end(), mask_id_number("".join(m.groups()))))
+    masked = mask_id_numbers(text)
+    if not mask_phones:
+        return masked
     out = []
     pos = 0
-    for start, end, replacement in sorted(spans):
-        out.append(text[pos:start])
-        out.append(replacement)
-        pos = end
-    out.append(text[pos:])
+    for e in extract_phones(masked):
+        out.append(masked[pos : e.start])
+        out.append(mask_phone(str(e.value)))
+        pos = e.end
+    out.append(masked[pos:])
     return "".join(out)

@@ -8,11 +8,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
-# The workspace's browser tests drive Debian's chromium (Playwright never
-# downloads a browser here); a CJK font makes its screenshots readable.
+# Debian packages the tests drive for real (a fresh machine has none of them):
+# chromium for the workspace's browser tests (Playwright never downloads a
+# browser here) with a CJK font for readable screenshots; nginx for the
+# reverse-proxy example in tests/hardening/test_reverse_proxy.py.
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq

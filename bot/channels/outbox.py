@@ -33,6 +33,14 @@ class StoreLease:
             self.store.kv_set(self.key, self.owner, ttl_s=self.ttl_s)
             return True
 
+    def renew(self) -> bool:
+        """Extend the lease if this process holds it (a heartbeat: never takes it)."""
+        with self.store.transaction():
+            if self.store.kv_get(self.key) != self.owner:
+                return False
+            self.store.kv_set(self.key, self.owner, ttl_s=self.ttl_s)
+            return True
+
     def release(self) -> None:
         with self.store.transaction():
             if self.store.kv_get(self.key) == self.owner:

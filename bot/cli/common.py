@@ -37,7 +37,13 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def db_path(args: argparse.Namespace) -> Path:
-    return Path(args.db) if getattr(args, "db", None) else default_db_path()
+    given = getattr(args, "db", None)
+    if given is None:
+        return default_db_path()
+    if not given.strip():
+        # Falling back to $TONGXIN_DB here once erased a user from the wrong database.
+        raise CliError("--db needs a path (an empty value would mean $TONGXIN_DB)")
+    return Path(given)
 
 
 def add_command(
@@ -88,7 +94,10 @@ def bot_settings(args: argparse.Namespace) -> Settings:
 def build_core_or_exit(settings: Settings, **kwargs: Any) -> Core:
     """`build_core`, with a missing model, training data or word vectors as a
     CLI error (exit status 2) instead of a traceback."""
+    import sqlite3
+
     from bot.app import build_core
+    from flows.store import StoreError
     from nlu.classifier import ModelError
     from nlu.training_data import TrainingDataError
 
@@ -96,6 +105,8 @@ def build_core_or_exit(settings: Settings, **kwargs: Any) -> Core:
         return build_core(settings, **kwargs)
     except ModelError as exc:
         raise CliError(str(exc)) from exc
+    except (sqlite3.Error, StoreError, OSError) as exc:
+        raise CliError(f"cannot use database {settings.db_path}: {exc}") from exc
     except TrainingDataError as exc:
         raise data_error(exc) from None
 

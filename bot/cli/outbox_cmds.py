@@ -42,7 +42,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     if args.status is not None and args.status not in OUTBOX_STATUSES:
         raise CliError(f"unknown status {args.status!r}; one of: {', '.join(OUTBOX_STATUSES)}")
-    with open_store(args) as store:
+    with open_store(args, read_only=True) as store:
         items = store.list_outbox(status=args.status)
     if args.json:
         print_json([item.to_dict() for item in items])

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.cli.common import CliError, add_command, add_group
+from bot.cli.common import CliError, add_command, add_group, db_path
 from bot.cli.store_access import open_store
 
 # How each count of Store.forget_user reads in the report.
@@ -55,6 +55,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
         raise CliError(f"{FORGOTTEN_USER_ID!r} marks tickets already anonymised; give a real id")
     channel = args.channel.strip() if args.channel else None
     scope = f"user {user_id}" + (f" on {channel}" if channel else " (all channels)")
+    if not db_path(args).is_file():
+        raise CliError(f"no database at {db_path(args)} (check --db or $TONGXIN_DB)")
     with open_store(args) as store:
         found = store.user_data_counts(user_id, channel=channel)
         if not any(found.values()):
@@ -72,5 +74,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
         counts = store.forget_user(user_id, channel=channel)
         # Push the erased pages out of the WAL so the old rows leave the disk now.
         store.checkpoint()
+    if channel in (None, "shell"):
+        from bot.cli.shell_cmd import history_path
+
+        # The shell's input history (place names, names) of this database goes too.
+        history_path(db_path(args)).unlink(missing_ok=True)
     print(f"erased the personal data of {scope}:\n{_report(counts)}")
     return 0

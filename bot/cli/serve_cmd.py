@@ -70,10 +70,31 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from bot.http_guard import (
+        GuardedHttpProtocol,
+        HttpLimits,
+        LimitsError,
+        install_log_filters,
+        raise_open_file_limit,
+    )
     from bot.web import create_app
 
     logging.basicConfig(level=logging.INFO)
+    install_log_filters()
     settings = bot_settings(args)
+    try:
+        HttpLimits.from_env()
+    except LimitsError as exc:
+        raise CliError(str(exc)) from exc
+    # Every connection is an open file: take all the system allows.
+    raise_open_file_limit()
+    # Slow clients: header/body read timeouts and a connection cap (bot.http_guard);
+    # idle kept-alive connections go after 5 s.
+    server_options: dict[str, Any] = {
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": 5,
+        "log_level": args.log_level,
+    }
     if args.telegram_polling and not settings.telegram_token:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
     if args.workers < 1:
@@ -90,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level=args.log_level,
+            **server_options,
         )
         return 0
     core = build_core_or_exit(settings, inline_outbox=frozenset())
@@ -101,7 +122,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     app = create_app(core, channels)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, **server_options)
     finally:
         core.close()
     return 0

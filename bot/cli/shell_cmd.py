@@ -12,7 +12,7 @@ from bot.cli.common import (
     add_command,
     bot_settings,
     build_core_or_exit,
-    default_db_path,
+    db_path,
 )
 
 QUIT_WORDS = frozenset({"/quit", "/exit"})
@@ -35,8 +35,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run_shell)
 
 
-def _history_path() -> Path:
-    return default_db_path().parent / "shell_history"
+def history_path(db: Path) -> Path:
+    """The shell's input history sits next to the database it talks to (and
+    goes with `tongxin privacy forget`)."""
+    return db.parent / "shell_history"
 
 
 def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
@@ -72,7 +74,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
     try:
         if sys.stdin.isatty():
-            _interactive(say)
+            _interactive(say, history_path(db_path(args)))
         else:
             data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
             for line in data.splitlines():
@@ -84,7 +86,7 @@ def run_shell(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interactive(say: Any) -> None:
+def _interactive(say: Any, history: Path) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
@@ -95,16 +97,20 @@ def _interactive(say: Any) -> None:
         def store_string(self, string: str) -> None:
             super().store_string(mask_personal_data(string, mask_phones=True))
 
-    history = _history_path()
-    history.parent.mkdir(parents=True, exist_ok=True)
+    history.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    history.touch(mode=0o600, exist_ok=True)
     session: PromptSession[str] = PromptSession(history=MaskedHistory(str(history)))
     print("同心 shell：输入消息与机器人对话，Ctrl-D 或 /quit 退出。\n")
     while True:
         try:
             line = session.prompt("您> ")
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             print()
             return
+        except KeyboardInterrupt:
+            # Ctrl-C clears the line; the conversation and its form stay.
+            print("（输入 /quit 或按 Ctrl-D 退出）")
+            continue
         if line.strip() in QUIT_WORDS:
             return
         say(line)

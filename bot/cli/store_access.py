@@ -46,18 +46,24 @@ def domain_errors() -> Iterator[None]:
 
 
 @contextmanager
-def open_store(args: argparse.Namespace) -> Iterator[Store]:
+def open_store(args: argparse.Namespace, *, read_only: bool = False) -> Iterator[Store]:
+    """The store at --db. `read_only` (commands that only read): the file must
+    exist, and it is opened without the write lock, so a read-only folder works."""
     from flows.store import Store
 
     path = db_path(args)
+    if read_only and not path.is_file():
+        raise CliError(f"no database at {path} (check --db or $TONGXIN_DB)")
     try:
         with domain_errors():
-            store = Store(path)
-    except sqlite3.Error as exc:
+            store = Store(path, read_only=read_only)
+    except (sqlite3.Error, OSError) as exc:
         raise CliError(f"cannot open database {path}: {exc}") from exc
     try:
         with domain_errors():
             yield store
+    except sqlite3.Error as exc:
+        raise CliError(f"database {path}: {exc}") from exc
     finally:
         store.close()
 

@@ -100,7 +100,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from flows.staff import format_table, local_time
 
     _check_status(args.status)
-    with open_store(args) as store:
+    with open_store(args, read_only=True) as store:
         if args.kind is not None:
             # A typo must not look like "no tickets": accept kinds the replies
             # name and kinds already stored.
@@ -141,7 +141,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from flows.staff import format_ticket
 
-    with open_store(args) as store:
+    with open_store(args, read_only=True) as store:
         ticket = store.get_ticket(args.ticket_id)
         events = store.ticket_events(ticket.id)
     if args.json:
@@ -199,7 +199,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from flows.staff import format_stats, stats_to_dict
 
-    with open_store(args) as store:
+    with open_store(args, read_only=True) as store:
         stats = store.stats()
     if args.json:
         print_json(stats_to_dict(stats))

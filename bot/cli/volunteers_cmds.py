@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from flows.staff import format_table, local_time
 
-    with open_store(args) as store:
+    with open_store(args, read_only=True) as store:
         volunteers = store.list_volunteers(user_id=args.user)
     if args.json:
         print_json([v.to_dict() for v in volunteers])

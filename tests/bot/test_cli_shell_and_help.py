@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -102,3 +104,20 @@ def test_every_command_has_help_and_an_example() -> None:
         assert sub.description, f"`tongxin {name}` has no help text"
         assert sub.epilog and "tongxin" in sub.epilog, f"`tongxin {name}` has no example"
         assert any(a.dest == "db" for a in sub._actions), f"`tongxin {name}` lacks --db"
+
+
+def test_ctrl_c_in_the_interactive_shell_says_how_to_quit_and_goes_on(tmp_path: Path) -> None:
+    from prompt_toolkit.application import create_app_session
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from bot.cli.shell_cmd import _interactive
+
+    said: list[str] = []
+    out = io.StringIO()
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+        pipe.send_text("\x03你好\r\x04")  # Ctrl-C, a message, Ctrl-D
+        with contextlib.redirect_stdout(out):
+            _interactive(said.append, tmp_path / "shell_history")
+    assert said == ["你好"]
+    assert "/quit" in out.getvalue().split("\n", 2)[-1]  # after the banner

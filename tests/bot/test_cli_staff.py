@@ -109,6 +109,7 @@ def test_list_json_has_contract_fields(
 
 
 def test_list_json_on_an_empty_database(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store(db).close()
     assert run_json(db, capsys, "tickets", "list") == []
 
 
@@ -138,6 +139,7 @@ def test_list_table(db: Path, seeded: dict[str, str], capsys: pytest.CaptureFixt
 
 
 def test_list_table_empty(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store(db).close()
     assert run(db, "tickets", "list", "--status", "open") == 0
     assert capsys.readouterr().out.strip() == "no tickets"
 
@@ -345,6 +347,7 @@ def test_stats_text_and_json(
 
 
 def test_stats_on_an_empty_database(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store(db).close()
     stats = run_json(db, capsys, "tickets", "stats")
     assert (stats["total"], stats["completion_rate"], stats["median_resolve_hours"]) == (
         0,
@@ -373,6 +376,7 @@ def test_volunteers_list(
 
 
 def test_volunteers_list_empty(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store(db).close()
     assert run_json(db, capsys, "volunteers", "list") == []
     assert run(db, "volunteers", "list") == 0
     assert capsys.readouterr().out.strip() == "no volunteer signups"

@@ -109,6 +109,9 @@ OUTBOX_BATCH = 50
 OUTBOX_BACKOFF = Backoff(first_s=15.0, max_s=3600.0, max_attempts=8)
 STAFF_BATCH = 20
 OUTBOX_LEASE_KEY = "telegram:outbox_lease"
+LEASE_TTL_S = 15.0
+# Telegram redelivers an unanswered update for up to a day.
+ANSWERED_TTL_S = 24 * 3600.0
 
 
 class TelegramConfigError(Exception):
@@ -190,10 +193,13 @@ class TelegramChannel:
         self._staff_wake: asyncio.Event | None = None
         self._dialogue: ThreadPoolExecutor | None = None
         owner = uuid.uuid4().hex
-        # Leases outlive a 429 pause of the limiter, so a row in flight is not
-        # taken over by another process meanwhile.
-        self._outbox_lease = StoreLease(core.store, OUTBOX_LEASE_KEY, ttl_s=120.0, owner=owner)
-        self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=120.0, owner=owner)
+        # Short leases, renewed by a heartbeat while this process lives (so a
+        # row waiting out a 429 is not taken over meanwhile): after a crash
+        # another process delivers within LEASE_TTL_S; a clean stop releases them.
+        self._outbox_lease = StoreLease(
+            core.store, OUTBOX_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner
+        )
+        self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner)
 
     # -- wiring ---------------------------------------------------------
 
@@ -215,6 +221,12 @@ class TelegramChannel:
     @property
     def ready(self) -> bool:
         return self._app is not None and self._app.running
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: not ok until the Bot API answered getMe and the bot runs."""
+        if self.ready:
+            return {"ok": True, "mode": "polling" if self.polling else "webhook"}
+        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)"}
 
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         settings = self.core.settings
@@ -284,6 +296,7 @@ class TelegramChannel:
                 "telegram: setMyCommands failed (%s); the menu stays as it was", _error_text(exc)
             )
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
+        self._tasks.append(asyncio.create_task(self._lease_heartbeat(), name="telegram-leases"))
         if self.staff_chat_id is not None:
             # Before start() returns, so that no ticket created from now on is missed.
             await asyncio.to_thread(read_cursor, self.core.store)
@@ -531,9 +544,26 @@ class TelegramChannel:
         replies = await self._turn(incoming)
         if self._staff_wake is not None:
             self._staff_wake.set()  # the turn may have created a ticket
+        if incoming.message_id and not await asyncio.to_thread(
+            self._claim_answer, incoming.message_id
+        ):
+            # Telegram redelivered an update that was answered already (or
+            # another server behind the same webhook answers it).
+            return
         reply_to = message.message_id if is_group(message.chat) else None
         assert message.from_user is not None
         await self._send_replies(message.chat.id, message.from_user.id, replies, reply_to=reply_to)
+
+    def _claim_answer(self, message_id: str) -> bool:
+        """Who sends a message's replies is claimed once in the store: False
+        when they were sent (or are being sent) already."""
+        key = f"telegram:answered:{message_id}"
+        store = self.core.store
+        with store.transaction():
+            if store.kv_get(key) is not None:
+                return False
+            store.kv_set(key, "1", ttl_s=ANSWERED_TTL_S)
+            return True
 
     async def _say(
         self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
@@ -598,6 +628,15 @@ class TelegramChannel:
                 return
 
     # -- outbox ---------------------------------------------------------
+
+    async def _lease_heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL_S / 3)
+            for lease in (self._outbox_lease, self._staff_lease):
+                try:
+                    await asyncio.to_thread(lease.renew)
+                except Exception as exc:  # the loops retake it on their next pass
+                    log.warning("telegram: lease %s not renewed: %s", lease.key, exc)
 
     async def _outbox_loop(self) -> None:
         assert self._outbox_wake is not None

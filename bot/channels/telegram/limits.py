@@ -3,10 +3,12 @@
 `FloodLimiter` plugs into `ApplicationBuilder.rate_limiter`: at most
 `overall_per_s` bulk messages a second (outbox notifications, staff posts:
 callers pass `rate_limit_args=True`), at most `group_per_min` messages a minute
-into any one group, and after a 429 every request waits out `retry_after`
-before it is retried. Replies to a user who just wrote are not counted against
-the bulk quota: Telegram's 30/s figure is for broadcasts, and throttling
-conversation replies to it would stall every chat behind one busy minute.
+into any one group, and after a 429 the requests to that chat (all requests,
+when the 429 names no chat) wait out `retry_after` before they are retried: one
+user who floods the bot must not stall everyone else's replies. Replies to a
+user who just wrote are not counted against the bulk quota: Telegram's 30/s
+figure is for broadcasts, and throttling conversation replies to it would
+stall every chat behind one busy minute.
 
 `PerChatUpdateProcessor` lets different chats run concurrently while the
 updates of one member in one chat are handled strictly one after another, so
@@ -126,6 +128,7 @@ class FloodLimiter(BaseRateLimiter[bool]):
         )
         self._groups: dict[int | str, SlidingWindow] = {}
         self._paused_until = 0.0
+        self._chat_paused_until: dict[object, float] = {}
         self._in_flight = asyncio.Semaphore(max(1, self.limits.max_in_flight))
 
     async def initialize(self) -> None:
@@ -144,9 +147,24 @@ class FloodLimiter(BaseRateLimiter[bool]):
             self._groups[key] = window
         return window
 
-    async def _wait_pause(self) -> None:
-        while (left := self._paused_until - self._clock()) > 0:
+    async def _wait_pause(self, chat: object) -> None:
+        while True:
+            until = max(self._paused_until, self._chat_paused_until.get(chat, 0.0))
+            left = until - self._clock()
+            if left <= 0:
+                return
             await asyncio.sleep(left)
+
+    def _pause(self, chat: object, seconds: float) -> None:
+        until = self._clock() + seconds + 0.1
+        if chat is None:
+            self._paused_until = max(self._paused_until, until)
+            return
+        if len(self._chat_paused_until) >= self.MAX_GROUP_WINDOWS:
+            now = self._clock()
+            for old in [c for c, t in self._chat_paused_until.items() if t <= now]:
+                del self._chat_paused_until[old]
+        self._chat_paused_until[chat] = max(self._chat_paused_until.get(chat, 0.0), until)
 
     async def process_request(
         self,
@@ -158,8 +176,9 @@ class FloodLimiter(BaseRateLimiter[bool]):
         rate_limit_args: bool | None,
     ) -> JSONResult:
         group = _group_key(data.get("chat_id"))
+        chat = data.get("chat_id")
         for attempt in range(self.limits.max_retries + 1):
-            await self._wait_pause()
+            await self._wait_pause(chat)
             if group is not None and _sends_message(endpoint) and self.limits.group_per_min > 0:
                 await self._group_window(group).acquire()
             if rate_limit_args and self._overall is not None:
@@ -169,9 +188,9 @@ class FloodLimiter(BaseRateLimiter[bool]):
                     return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 wait = retry_after_seconds(exc)
-                log.warning("telegram 429 on %s: pausing all requests for %.1f s", endpoint, wait)
-                # Telegram asks the whole bot to slow down, not just this chat.
-                self._paused_until = max(self._paused_until, self._clock() + wait + 0.1)
+                scope = "all requests" if chat is None else f"chat {chat}"
+                log.warning("telegram 429 on %s: pausing %s for %.1f s", endpoint, scope, wait)
+                self._pause(chat, wait)
                 if attempt >= self.limits.max_retries:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover

@@ -19,13 +19,18 @@ sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import logging
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -35,8 +40,10 @@ from bot.channels.body import read_limited_body
 from bot.channels.outbox import Backoff
 from bot.channels.wechat.crypto import SafeModeCrypto
 from bot.channels.wechat.delivery import OutboxWorker
+from bot.channels.wechat.late import LateLedger
 from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
 from bot.channels.wechat.security import (
+    MAX_CLOCK_SKEW_S,
     RequestRejectedError,
     SignatureError,
     verify_fresh,
@@ -45,21 +52,29 @@ from bot.channels.wechat.security import (
 from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
 from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
 from bot.channels.wechat_api import WeChatApi
-from flows.messages import IncomingMessage
+from flows.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
     from bot.app import Core
 
 log = logging.getLogger("tongxin.wechat")
 
-DEFAULT_BUDGET_S = 4.0
 # Markers outlive WeChat's retries (about 15 s) by a wide margin.
 MARKER_TTL_S = 24 * 3600.0
 TRIM_NOTE_ID = "wechat.trimmed"
+STORE_RETRY_MAX = 1000
 
 
 class BodyTooLargeError(RequestRejectedError):
     status = 413
+
+
+class ReplayError(RequestRejectedError):
+    status = 403
+
+
+# A plain-mode nonce is remembered for as long as its timestamp is accepted.
+NONCE_TTL_S = 2 * MAX_CLOCK_SKEW_S + 60
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,7 @@ class WeChatChannel:
         core: Core,
         *,
         config: WeChatConfig | None = None,
-        budget_s: float = DEFAULT_BUDGET_S,
+        budget_s: float | None = None,
         poll_s: float = 2.0,
         backoff: Backoff | None = None,
         path: str = "/wechat",
@@ -124,9 +139,9 @@ class WeChatChannel:
             )
         self.config = config
         self.store = core.store
-        self.handle = core.dispatcher.handle
+        self.turn = core.dispatcher.turn
         self.replies = core.replies
-        self.budget_s = budget_s
+        self.budget_s = settings.wechat_budget_s if budget_s is None else budget_s
         self.poll_s = poll_s
         self.path = path
         self.clock = clock
@@ -148,6 +163,12 @@ class WeChatChannel:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        self._recover_task: asyncio.Task[None] | None = None
+        self.late = LateLedger(self.store, uuid.uuid4().hex)
+        # Messages whose turn failed because the store took no writes (full
+        # disk, read-only file): the user got an apology; they are handled
+        # again, and answered through the outbox, once the store works.
+        self._store_retry: deque[IncomingMessage] = deque(maxlen=STORE_RETRY_MAX)
         # Turns get their own threads: when SQLite is locked for long, blocked turns
         # must not starve the outbox worker and the store calls in the default pool.
         self._turn_threads = ThreadPoolExecutor(
@@ -174,6 +195,7 @@ class WeChatChannel:
         self._worker_task = asyncio.create_task(
             self.worker.run(self._wake, self._stop, poll_s=self.poll_s)
         )
+        self._recover_task = asyncio.create_task(self._recover_loop())
 
     async def stop(self) -> None:
         if self._late:
@@ -183,6 +205,13 @@ class WeChatChannel:
         if self._worker_task is not None:
             await self._worker_task
             self._worker_task = None
+        if self._recover_task is not None:
+            await self._recover_task
+            self._recover_task = None
+            try:
+                await asyncio.to_thread(self.late.stop)
+            except Exception as exc:  # the heartbeat lapses by itself
+                log.warning("WeChat heartbeat not removed: %s", exc)
         self._turn_threads.shutdown(wait=False)
 
     # -- GET: WeChat's URL check ---------------------------------------------
@@ -213,16 +242,12 @@ class WeChatChannel:
             if not encrypted and self.crypto is not None:
                 # In safe mode the body is signed; a plain request has an unsigned body.
                 raise SignatureError("unencrypted request in safe mode")
-            if encrypted and self.crypto is not None:
-                if q.get("signature"):
-                    self._check_url(request)
-                else:
-                    verify_fresh(q.get("timestamp"), now=self.clock)
-            else:
-                self._check_url(request)
+            # WeChat signs the URL in every mode: nothing unsigned gets its body read.
+            self._check_url(request)
             body = await read_limited_body(request, MAX_BODY_BYTES)
             if body is None:
-                raise BodyTooLargeError("body over 64 KB")
+                raise BodyTooLargeError("body over 64 KB or not sent in full")
+            nonce = None if encrypted else self._nonce_of(q, body)
             if encrypted and self.crypto is not None:
                 body = self.crypto.open(
                     body,
@@ -240,7 +265,10 @@ class WeChatChannel:
             return self._rejected(exc)
         if msg is None:
             return _success()
-        text = await self._passive_text(msg)
+        try:
+            text = await self._passive_text(msg, nonce)
+        except ReplayError as exc:
+            return self._rejected(exc)
         if not text:
             return _success()
         return self._reply(parties, text, encrypted=encrypted and self.crypto is not None)
@@ -251,6 +279,31 @@ class WeChatChannel:
             (self.config.token, q.get("timestamp", ""), q.get("nonce", "")), q.get("signature")
         )
         verify_fresh(q.get("timestamp"), now=self.clock)
+
+    @staticmethod
+    def _nonce_of(q: Any, body: bytes) -> tuple[str, str]:
+        key = f"wechat:nonce:{q.get('timestamp', '')}:{q.get('nonce', '')}"
+        return key, hashlib.sha256(body).hexdigest()[:32]
+
+    def _check_replay(self, key: str, digest: str) -> None:
+        """Plain mode signs only the URL: a captured URL must not carry another
+        body. Each (timestamp, nonce) is kept with a digest of its body
+        (`_remember_nonce`); WeChat's own retry of the same request still
+        passes. A read in the turn's thread before the turn: a busy store
+        delays the turn, not the answer."""
+        seen = self.store.kv_get(key)
+        if seen is not None and not hmac.compare_digest(seen, digest):
+            raise ReplayError("a used nonce with another body")
+
+    def _remember_nonce(self, nonce: tuple[str, str] | None) -> None:
+        """Record a plain-mode nonce; called inside the transaction that records
+        who delivers the replies, so that it costs no transaction of its own."""
+        if nonce is None:
+            return
+        key, digest = nonce
+        with self.store.transaction():
+            if self.store.kv_get(key) is None:
+                self.store.kv_set(key, digest, ttl_s=NONCE_TTL_S)
 
     def _rejected(self, exc: RequestRejectedError) -> Response:
         log.warning("WeChat request rejected (%s): %s", exc.status, exc)
@@ -265,14 +318,16 @@ class WeChatChannel:
 
     # -- the budget ------------------------------------------------------------
 
-    async def _passive_text(self, msg: IncomingMessage) -> str | None:
+    async def _passive_text(
+        self, msg: IncomingMessage, nonce: tuple[str, str] | None = None
+    ) -> str | None:
         """The text to answer in the HTTP response, or None for `success`."""
         key = msg.message_id or ""
         turn = self._turns.get(key)
         if turn is None:
             loop = asyncio.get_running_loop()
             turn = _Turn()
-            turn.task = loop.run_in_executor(self._turn_threads, self._run_turn, msg, turn)
+            turn.task = loop.run_in_executor(self._turn_threads, self._run_turn, msg, turn, nonce)
             self._turns[key] = turn
             turn.task.add_done_callback(lambda _t: self._forget(key, turn))
         elif turn.late:
@@ -298,6 +353,7 @@ class WeChatChannel:
                 late = asyncio.ensure_future(self._finish_late(msg, turn))
                 self._late.add(late)
                 late.add_done_callback(self._late.discard)
+                await self._record_late(msg)
                 return None
         parts = task.result()
         if not parts:
@@ -307,25 +363,53 @@ class WeChatChannel:
             self._wake.set()
         return parts[0]
 
+    async def _record_late(self, msg: IncomingMessage) -> None:
+        """Keep the message in the store before `success` tells WeChat not to
+        retry, so that a restarted process can finish the turn. While another
+        process holds the write lock the answer cannot wait past WeChat's 5 s:
+        the record is then written as soon as the lock frees."""
+        key = msg.message_id or ""
+        writing = asyncio.ensure_future(
+            asyncio.to_thread(self.late.record, msg, unless=_queued_key(key))
+        )
+        writing.add_done_callback(_log_unrecorded)
+        done, _ = await asyncio.wait((writing,), timeout=min(0.7, max(0.1, 4.8 - self.budget_s)))
+        if not done:
+            log.warning("WeChat late turn: store busy, its record follows the answer")
+
     def _forget(self, key: str, turn: _Turn) -> None:
         if not turn.late and self._turns.get(key) is turn:
             del self._turns[key]
 
-    def _run_turn(self, msg: IncomingMessage, turn: _Turn) -> list[str] | None:
+    def _run_turn(
+        self, msg: IncomingMessage, turn: _Turn, nonce: tuple[str, str] | None = None
+    ) -> list[str] | None:
         """In a worker thread: the dispatcher's turn, as WeChat-sized parts for
         the HTTP answer; None when the replies go (or went) through the outbox."""
-        replies = self.handle(msg)
+        if nonce is not None:
+            self._check_replay(*nonce)
+        replies = self._handle(msg)
         note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
         parts = split_text(join_replies(replies), trim_note=note)
         if not msg.message_id or not parts:
+            try:
+                self._remember_nonce(nonce)
+            except Exception:
+                log.warning("WeChat nonce not recorded (store unavailable)")
             return parts
         with turn.lock:
             late = turn.late
             turn.answering = not late
         if late:
-            self._queue_late(msg.message_id, msg.user_id, parts)
+            self._queue_late(msg.message_id, msg.user_id, parts, nonce=nonce)
             return None
-        return parts if self._claim_passive(msg.message_id) else None
+        try:
+            claimed = self._claim_passive(msg.message_id, nonce)
+        except Exception:
+            # The store takes no writes: nobody else can deliver; answer now.
+            log.warning("WeChat: reply delivery not recorded (store unavailable)")
+            return parts
+        return parts if claimed else None
 
     async def _finish_late(self, msg: IncomingMessage, turn: _Turn) -> None:
         key = msg.message_id or ""
@@ -344,21 +428,96 @@ class WeChatChannel:
             if self._turns.get(key) is turn:
                 del self._turns[key]
 
-    def _claim_passive(self, key: str) -> bool:
+    async def _recover_loop(self) -> None:
+        """Heartbeat, and finish the late turns of processes that died."""
+        loop = asyncio.get_running_loop()
+        failing = False
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.late.heartbeat)
+                for msg in await asyncio.to_thread(self.late.claim_orphans):
+                    await loop.run_in_executor(self._turn_threads, self._finish_orphan, msg)
+                    self._wake.set()
+                if await loop.run_in_executor(self._turn_threads, self._retry_stored):
+                    self._wake.set()
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not every pass
+                    log.error("WeChat: finishing late turns failed: %s", exc)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
+
+    def _finish_orphan(self, msg: IncomingMessage) -> None:
+        """A late turn of a process that died: the dispatcher's de-duplication
+        returns the replies if that turn had committed; the outbox sends them."""
+        replies = self._handle(msg)
+        note = self.replies.text(TRIM_NOTE_ID) if TRIM_NOTE_ID in self.replies else "…"
+        parts = split_text(join_replies(replies), trim_note=note)
+        self._queue_late(msg.message_id or "", msg.user_id, parts)
+
+    def _handle(self, msg: IncomingMessage) -> list[Reply]:
+        """The dispatcher's turn; a turn that failed on a store that takes no
+        writes is kept for a retry (the user gets the apology now)."""
+        result = self.turn(msg)
+        if result.failed and self.worker is not None and not self._store_works():
+            self._store_retry.append(msg)
+            log.error(
+                "WeChat: the store takes no writes; %d message(s) kept for a retry",
+                len(self._store_retry),
+            )
+        return result.replies
+
+    def _store_works(self) -> bool:
+        try:
+            self.store.probe_write()
+        except Exception:
+            return False
+        return True
+
+    def _retry_stored(self) -> int:
+        """Handle the kept messages again once the store takes writes."""
+        if not self._store_retry or not self._store_works():
+            return 0
+        done = 0
+        while self._store_retry:
+            msg = self._store_retry.popleft()
+            self._finish_orphan(msg)
+            done += 1
+        return done
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz."""
+        return {
+            "ok": not self._store_retry,
+            "delivery": "on" if self.worker is not None else "off (no AppID/secret)",
+            "waiting_for_store": len(self._store_retry),
+        }
+
+    def _claim_passive(self, key: str, nonce: tuple[str, str] | None = None) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier
         attempt (in any process) queued them for the outbox."""
         with self.store.transaction():
+            self._remember_nonce(nonce)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return False
             self.store.kv_set(_passive_key(key), "1", ttl_s=MARKER_TTL_S)
             return True
 
     def _queue_late(
-        self, key: str, user_id: str, parts: list[str], *, unless_answered: bool = True
+        self,
+        key: str,
+        user_id: str,
+        parts: list[str],
+        *,
+        unless_answered: bool = True,
+        nonce: tuple[str, str] | None = None,
     ) -> None:
         """The outbox delivers, unless another attempt already queued them or
         (`unless_answered`) answered them in its HTTP response."""
         with self.store.transaction():
+            self._remember_nonce(nonce)
+            self.late.done(key)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return
             if unless_answered and self.store.kv_get(_passive_key(key)) is not None:
@@ -374,6 +533,11 @@ class WeChatChannel:
             self.store.kv_set(_rest_key(key), "1", ttl_s=MARKER_TTL_S)
             for part in rest:
                 self.store.enqueue(CHANNEL, user_id, part)
+
+
+def _log_unrecorded(writing: asyncio.Future[None]) -> None:
+    if not writing.cancelled() and writing.exception() is not None:
+        log.error("WeChat late turn not recorded: %s", writing.exception())
 
 
 def _success() -> Response:

@@ -30,6 +30,10 @@ from flows.store import OutboxItem, Store
 log = logging.getLogger("tongxin.wechat.outbox")
 
 LEASE_KEY = "wechat:outbox_lease"
+# Renewed every pass (2 s) and before every row, so it only has to outlast one
+# send (the API timeout is 10 s); after a crash another process takes over
+# within this time.
+LEASE_S = 12.0
 
 # errcode -> what staff read on the failed row.
 FINAL_ERRORS: dict[int, str] = {
@@ -64,7 +68,7 @@ class OutboxWorker:
         *,
         backoff: Backoff | None = None,
         batch: int = 20,
-        lease_s: float = 30.0,
+        lease_s: float = LEASE_S,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -131,13 +135,19 @@ class OutboxWorker:
         while not stop.is_set():
             wake.clear()
             try:
-                await asyncio.to_thread(self.deliver_due)
+                report = await asyncio.to_thread(self.deliver_due)
             except Exception:
                 log.exception("outbox pass failed")
+            else:
+                if len(report.sent) + len(report.failed) >= self.batch:
+                    continue  # a full batch went out: more may be due, no pause
             waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
                 waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
             )
             for task in pending:
                 task.cancel()
-        await asyncio.to_thread(self.release)
+        try:
+            await asyncio.to_thread(self.release)
+        except Exception as exc:  # it expires by itself; another process takes over
+            log.warning("outbox lease not released: %s", exc)

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from telegram.error import RetryAfter
 
 from bot.channels.telegram.limits import FloodLimiter, SlidingWindow, TelegramLimits
 from flows.store import parse_iso, utcnow
@@ -147,3 +148,26 @@ async def test_sliding_window_serves_in_order() -> None:
     await asyncio.gather(*(take(n) for n in range(5)))
     assert order == [0, 1, 2, 3, 4]
     assert time.monotonic() - start >= 0.39
+
+
+async def test_one_chats_429_does_not_stall_other_chats() -> None:
+    limiter = FloodLimiter(TelegramLimits(overall_per_s=0, group_per_min=0, max_retries=1))
+    refused: list[int] = []
+
+    async def send(chat_id: int) -> bool:
+        if chat_id == 1 and not refused:
+            refused.append(chat_id)
+            raise RetryAfter(2)
+        return True
+
+    async def request(chat_id: int) -> float:
+        start = time.monotonic()
+        await limiter.process_request(
+            send, (chat_id,), {}, "sendMessage", {"chat_id": chat_id}, None
+        )
+        return time.monotonic() - start
+
+    spammer = asyncio.ensure_future(request(1))
+    await asyncio.sleep(0.05)  # its 429 has come
+    assert await request(2) < 0.3  # another user's reply goes at once
+    assert await spammer >= 2.0  # the flooding chat waits out retry_after

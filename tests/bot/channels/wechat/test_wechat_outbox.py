@@ -3,9 +3,12 @@ answers, and `tongxin wechat menu`, all against the fake API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,3 +270,22 @@ def test_menu_command_errors_are_clean(db: Path, tmp_path: Path, monkeypatch, ca
     bad.write_text("button:\n  - {type: click, name: 贷款, key: nope}\n", encoding="utf-8")
     assert main(["wechat", "menu", "--dry-run", "--file", str(bad), "--db", str(db)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_full_batches_go_out_without_waiting_for_the_next_poll(
+    store: Store, fake_api: Any
+) -> None:
+    for i in range(100):
+        store.enqueue("wechat", "oBatchUser", f"通知{i}")
+    worker = worker_for(store, api_for(store, fake_api.url), batch=20)
+    wake, stop = asyncio.Event(), asyncio.Event()
+    started = time.monotonic()
+    running = asyncio.create_task(worker.run(wake, stop, poll_s=2.0))
+    while len(fake_api.texts_to("oBatchUser")) < 100 and time.monotonic() - started < 8:
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - started
+    stop.set()
+    await running
+    assert len(fake_api.texts_to("oBatchUser")) == 100
+    assert elapsed < 2.0  # five batches, not five 2-second polls
