@@ -43,6 +43,7 @@ _CONFIRM_WORDS = (
     *("是", "对", "嗯", "嗯嗯", "可以", "行", "确认提交", "👌", "👍", "✅", "yes", "对对"),
 )
 _CONFIRM_SET = frozenset(_CONFIRM_WORDS)
+_EXPLICIT_CANCEL = frozenset(("取消", "取消吧", "取消申请", "/cancel", "cancel"))
 _DENY_SET = frozenset(("不", "不是", "不对", "不用", "不要", "否", "no", "不行", "换一个", "换个"))
 _CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
 # "3", "三", "第三个", "选3": a pick from a numbered list the bot just showed.
@@ -607,7 +608,7 @@ class DialogueEngine:
         if contains_any(fold_for_matching(text), self.book.just_asking_words):
             return self._just_asking_in_form(msg, text, state, flow)
         if act == "cancel":
-            return self._cancel(state, flow, form)
+            return self._cancel(state, flow, form, text)
         if act == "switch" or (
             self._asks_to_switch(text, parse, flow, slot, act)
             and not self._fills_something(flow, form, text, parse, slot, state)
@@ -728,8 +729,13 @@ class DialogueEngine:
             return "no"
         return None
 
-    def _cancel(self, state: ConversationState, flow: FlowSpec, form: FormState) -> list[Reply]:
-        if form.slots:
+    def _cancel(
+        self, state: ConversationState, flow: FlowSpec, form: FormState, text: str
+    ) -> list[Reply]:
+        # A bare "取消" (what the bot itself tells people to send, and Telegram's
+        # /cancel) is meant; "算了不办了" over a half-filled form is asked about.
+        explicit = text.strip(" 。!！~").lower() in _EXPLICIT_CANCEL
+        if form.slots and not explicit:
             form.pending = "cancel"
             return [Reply(self.r.text("form.confirm_cancel", label=flow.label))]
         return self._cancelled(state, flow)

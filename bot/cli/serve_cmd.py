@@ -99,10 +99,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError("--telegram-polling needs TONGXIN_TELEGRAM_TOKEN")
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    _announce_workspace(settings, args.host, args.port)
     if args.workers > 1:
         if args.telegram_polling:
             raise CliError("--telegram-polling runs in one process; drop --workers")
+        _announce_workspace(settings, args.host, args.port)
         # Each worker builds its own core from the environment.
         os.environ["TONGXIN_DB"] = str(settings.db_path)
         uvicorn.run(
@@ -115,6 +115,8 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return 0
     core = build_core_or_exit(settings, inline_outbox=frozenset())
+    # After the store opened: a database that cannot be used is the one error line.
+    _announce_workspace(settings, args.host, args.port)
     try:
         channels = build_channels(core, telegram_polling=args.telegram_polling)
     except ValueError as exc:
