@@ -20,6 +20,10 @@ from nlu.tokenizer import DEFAULT_USERDICT, default_cache_dir
 DEFAULT_FALLBACK_THRESHOLD = 0.4
 # When the best two intents are closer than this, the message is ambiguous and
 # the parser answers `nlu_fallback` too (Rasa's `ambiguity_threshold`).
+# Kept at 0.1 on 10-fold grouped CV (6226 examples): near-ties under it are
+# about half right, so 0.05 would answer 0.2% more messages correctly and 0.2%
+# more wrongly (accuracy 93.9% vs 93.6%, wrong answers 4.9% vs 4.7%), and
+# macro-F1 is highest at 0.1 (0.9532).
 DEFAULT_AMBIGUITY_THRESHOLD = 0.1
 # How long to wait for a Rasa server before using the embedded model instead.
 DEFAULT_RASA_TIMEOUT = 0.3
