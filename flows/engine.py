@@ -58,6 +58,7 @@ _INFO_QUESTION = re.compile(
 )
 # Ends like a question: a question mark, or 吗/呢/是不是 at the end.
 _ASKS_BACK = re.compile(r"[?？]\s*$|(?:吗|呢|么|是不是|对不对|行不行|可不可以)[\s。.!！~]*$")
+_LEADING_YES = re.compile(r"^(?:对|好|行|是|嗯|可以|没问题|ok)[的啊呀吧了]?[，,。\s!！]", re.I)
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _DENIAL = re.compile(r"不对|不是|也不是|没有|搞错|算了|先不|不用|不要|不办|不申请")
 _SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
@@ -341,6 +342,9 @@ class DialogueEngine:
             return [Reply(self._say("out_of_scope"))]
         answered = self._faq_answer(text, state, offer_flow=None)
         if answered:
+            if state.offer is None:
+                # "云法庭是不是不用跑法院？" after "我想起诉…": the offer to book stands.
+                state.offer, state.offer_text = offer, offer_text
             return answered
         return [Reply(self._say("faq.none" if intent == "service_info" else "fallback"))]
 
@@ -364,7 +368,7 @@ class DialogueEngine:
         if named is not None and named is not flow:
             return False
         other = self.book.by_intent.get(parse.intent.name)
-        if other is not None and other is not flow and parse.intent.confidence >= 0.7:
+        if other is not None and other is not flow and parse.intent.confidence >= 0.9:
             return False
         story = flow.slot("description")
         return (
@@ -637,6 +641,9 @@ class DialogueEngine:
             free_text=act in ("answer", "correction"),
         )
         self._remember(state, form)
+        if slot.optional and slot.name not in form.slots and filled.slots:
+            # Other details came instead: asked once more at the end, then left.
+            (form.asked_once if slot.name in form.reasked else form.reasked).append(slot.name)
         if filled.slots:
             form.retries = 0
             form.offered_handoff = False
@@ -686,6 +693,8 @@ class DialogueEngine:
         )
         if act == "answer" and _ASKS_BACK.search(fold_for_matching(text)):
             return "question"  # "云法庭是不是可以在网上开庭？" is no place
+        if act == "chitchat" and _LEADING_YES.match(fold_for_matching(text)):
+            return "confirm"  # "对，麻烦你们了"
         return act
 
     def _pending_turn(

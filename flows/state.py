@@ -20,7 +20,8 @@ class FormState:
     offered_handoff: bool = False
     attachments: list[str] = field(default_factory=list)
     pending: str | None = None  # "cancel" or "reuse:<slot>": a yes/no question is open
-    asked_once: list[str] = field(default_factory=list)  # nice-to-have slots already asked
+    asked_once: list[str] = field(default_factory=list)  # nice-to-have slots not asked again
+    reasked: list[str] = field(default_factory=list)  # nice-to-have slots asked a second time
     vague: list[str] = field(default_factory=list)  # slots whose value a better one replaces
     notes: list[str] = field(default_factory=list)  # what the user said that fits no slot
 
