@@ -69,6 +69,18 @@ def _dialogue_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
     return check_dialogue(paths)
 
 
+def _form_turn_paths(environ: dict[str, str]) -> list[Path]:
+    from nlu.form_acts import default_form_turn_paths
+
+    return default_form_turn_paths()
+
+
+def _form_turn_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
+    from nlu.form_acts import check_form_turns
+
+    return check_form_turns(paths)
+
+
 DATA_CHECKS: tuple[DataCheck, ...] = (
     DataCheck("nlu", "Rasa NLU training data (nlu/data/*.yml)", _nlu_paths, _nlu_check),
     DataCheck("faq", "data directory with faq/ and facts.yml", _data_dirs, _faq_check),
@@ -77,6 +89,12 @@ DATA_CHECKS: tuple[DataCheck, ...] = (
         "data directory with flows.yml, routing.yml, replies/",
         _data_dirs,
         _dialogue_check,
+    ),
+    DataCheck(
+        "form-turns",
+        "form-turn act data (nlu/data/form_turns/*.yml)",
+        _form_turn_paths,
+        _form_turn_check,
     ),
 )
 
