@@ -759,8 +759,7 @@ class DialogueEngine:
     ) -> list[Reply]:
         """ "不要预约 就问问": drop the form the question started and answer it."""
         state.form = None
-        answered = self._faq_answer(text, state, offer_flow=flow, prefer=flow.faq_prefixes)
-        return answered or [Reply(self.r.text("form.question_unknown"))]
+        return self._question_in_form(text, state, flow, offer=True)
 
     def _fills_something(
         self,
@@ -859,8 +858,12 @@ class DialogueEngine:
             return None
         return self.parse("，".join(kept))
 
-    def _question_in_form(self, text: str, state: ConversationState, flow: FlowSpec) -> list[Reply]:
-        answered = self._faq_answer(text, state, offer_flow=None, prefer=flow.faq_prefixes)
+    def _question_in_form(
+        self, text: str, state: ConversationState, flow: FlowSpec, *, offer: bool = False
+    ) -> list[Reply]:
+        answered = self._faq_answer(
+            text, state, offer_flow=flow if offer else None, prefer=flow.faq_prefixes
+        )
         return answered or [Reply(self.r.text("form.question_unknown"))]
 
     def _done_with_details(

@@ -24,7 +24,6 @@ from nlu.types import Entity, ParseResult
 # Bare acceptances: after an FAQ answer they start the offered form; as the
 # answer to "what happened" they are no answer at all.
 ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
-_DIALOGUE_ACTS = ("affirm", "deny", "greet", "thanks", "goodbye")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _SENTENCE = re.compile(r"[^。！？?!\n]+[。！？?!]?")
 _ASKS = re.compile(r"[?？]|[吗呢么嘛伐][\s。.!！]*$|阿好")

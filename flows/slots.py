@@ -1,12 +1,11 @@
-"""Reading slot values out of a message: entities, patterns, names, free text."""
+"""Reading slot values out of a message: names, places, patterns, questions."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from flows.definitions import FlowBook, SlotSpec
-from nlu.tokenizer import fold_for_matching, normalize_text
+from nlu.tokenizer import fold_for_matching
 from nlu.types import ParseResult
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -24,12 +23,6 @@ _QUESTION = re.compile(
     r"[?？]|吗|么$|呢$|多少|几点|几天|几个|哪里|哪儿|哪个|哪些|在哪|什么|啥|怎么|怎样|如何|"
     r"是否|能不能|可不可以|可以吗|有没有|要不要|需不需要|需要什么|收费|多久|多长时间"
 )
-
-
-@dataclass(frozen=True)
-class SlotValue:
-    value: str | int
-    source: str  # "entity", "pattern", "name", "text", "location"
 
 
 class InvalidAnswerError(Exception):
@@ -133,8 +126,6 @@ def is_vague_place(value: str, book: FlowBook) -> bool:
 # "我住在幸福小区3号楼" -> "幸福小区3号楼"
 _LEAD_IN = re.compile(r"^(?:我们?家?|咱家?|俺)?(?:住在|就在|是在|位于|在|住)")
 _PRONOUN = re.compile(r"^(?:我们|我家|咱们|咱家|我|俺|咱)")
-# Long free-text answers are searched for the slot's pattern; short ones are kept whole.
-WHOLE_ANSWER_CHARS = 40
 
 
 def from_patterns(slot: SlotSpec, text: str) -> str | None:
@@ -151,12 +142,6 @@ def from_patterns(slot: SlotSpec, text: str) -> str | None:
     return None
 
 
-def without_entities(text: str, parse: ParseResult) -> str:
-    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
-        text = text[: entity.start] + " " + text[entity.end :]
-    return re.sub(r"(?:电话|手机|手机号|号码)[是:：]?\s*$", "", text.strip()).strip(" ，,")
-
-
 def meaningful_remainder(text: str, parse: ParseResult, book: FlowBook) -> str:
     """What is left of a message once entities, names and filler are removed:
     judges whether an opening message already describes the problem."""
@@ -166,56 +151,3 @@ def meaningful_remainder(text: str, parse: ParseResult, book: FlowBook) -> str:
     for word in book.filler_words:
         rest = rest.replace(word, "")
     return "".join(_CJK.findall(rest))
-
-
-def extract(
-    slot: SlotSpec,
-    text: str,
-    parse: ParseResult,
-    book: FlowBook,
-    *,
-    answering: bool,
-) -> SlotValue | None:
-    """The value this message gives the slot, or None. With `answering`, the
-    bot has just asked for this slot, so a plain reply counts. Raises
-    InvalidAnswerError for an answer of the right kind with a wrong value."""
-    if slot.type == "phone":
-        phone = _entity_value(parse, "phone")
-        if phone is not None:
-            return SlotValue(str(phone), "entity")
-        if answering and len(_DIGITS.findall(text)) >= 5:
-            raise InvalidAnswerError(slot.invalid or "invalid.phone")
-        return None
-    if slot.type == "amount":
-        amount = _entity_value(parse, "amount")
-        if amount is None:
-            if answering and _DIGITS.search(text):
-                raise InvalidAnswerError("invalid.amount_missing")
-            return None
-        low = slot.min if slot.min is not None else 1
-        high = slot.max if slot.max is not None else 10**12
-        if not low <= int(amount) <= high:
-            if answering or slot.invalid:
-                raise InvalidAnswerError(slot.invalid or "invalid.amount", min=low, max=high)
-            return None
-        return SlotValue(int(amount), "entity")
-    if slot.type == "name":
-        # "李明 13722223333": the phone is not part of the name.
-        name = find_name(without_entities(text, parse), book, answering=answering)
-        return SlotValue(name, "name") if name else None
-    cleaned = text.strip()
-    if answering and len(cleaned) <= WHOLE_ANSWER_CHARS and _plain_answer_ok(slot, cleaned):
-        return SlotValue(_LEAD_IN.sub("", cleaned) or cleaned, "text")
-    # Patterns see the simplified, half-width form: "想貸3萬元用來進貨" works too.
-    value = from_patterns(slot, normalize_text(text))
-    if value:
-        return SlotValue(value, "pattern")
-    if answering and _plain_answer_ok(slot, cleaned):
-        return SlotValue(cleaned[:500], "text")
-    return None
-
-
-def _plain_answer_ok(slot: SlotSpec, cleaned: str) -> bool:
-    if len(cleaned) < slot.min_chars:
-        return False
-    return bool(_CJK.search(cleaned)) or len(cleaned) >= 4

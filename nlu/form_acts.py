@@ -36,6 +36,7 @@ from nlu.classifier import (
 )
 from nlu.features import FeatureConfig, Patterns
 from nlu.tokenizer import Tokenizer, normalize_text
+from nlu.training_data import Problem
 from nlu.types import ParseResult
 
 FORM_ACTS = (
@@ -104,33 +105,24 @@ def load_form_turns(paths: Sequence[Path]) -> list[FormTurnExample]:
     return examples
 
 
-@dataclass(frozen=True)
-class FormTurnProblem:
-    where: str
-    message: str
-    level: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.level}: {self.where}: {self.message}"
-
-
-def check_form_turns(paths: Sequence[Path]) -> list[FormTurnProblem]:
+def check_form_turns(paths: Sequence[Path]) -> list[Problem]:
     """For `tongxin check-data`: each file readable, each item well-formed, and
     no reply labelled with two different acts at the same step."""
-    problems: list[FormTurnProblem] = []
+    problems: list[Problem] = []
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     for path in paths:
         try:
             examples = load_form_turns([path])
         except FormTurnDataError as exc:
-            problems.append(FormTurnProblem(str(path), str(exc)))
+            problems.append(Problem("error", str(path), str(exc)))
             continue
         for example in examples:
             key = (example.asked, normalize_text(example.text))
             earlier = seen.get(key)
             if earlier is not None and earlier[0] != example.act:
                 problems.append(
-                    FormTurnProblem(
+                    Problem(
+                        "error",
                         str(path),
                         f"{example.text!r} at {example.asked}: {example.act}, "
                         f"but {earlier[0]} in {earlier[1]}",
