@@ -615,7 +615,7 @@ class DialogueEngine:
             return self._cancel(state, flow, form, text)
         if act == "switch" or (
             self._asks_to_switch(text, parse, flow, slot, act)
-            and not self._fills_something(flow, form, text, parse, slot, state)
+            and not self._fills_something(flow, form, text, parse, slot)
         ):
             switched = self._switch(msg, parse, text, state, flow)
             if switched is not None:
@@ -768,7 +768,6 @@ class DialogueEngine:
         text: str,
         parse: ParseResult,
         slot: SlotSpec | None,
-        state: ConversationState,
     ) -> bool:
         """Would this message give the open form a value that says what it is
         ("具体是长青路126号…", "开电器维修铺")? Then it is no switch."""

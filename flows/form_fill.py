@@ -51,7 +51,6 @@ class Filled:
 
     slots: list[str] = field(default_factory=list)
     problem: InvalidAnswerError | None = None  # a typed answer with a wrong value
-    used_profile: bool = False
 
 
 def fill(
@@ -80,7 +79,6 @@ def fill(
         for name in ("phone", "name"):
             if name in profile and flow.slot(name) is not None and name not in form.slots:
                 _set(form, name, profile[name], out)
-                out.used_profile = True
 
     for slot in flow.slots:
         if slot.type == "phone":
