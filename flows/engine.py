@@ -25,10 +25,12 @@ from flows.form_fill import add_note, fill
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.slots import (
+    CJK,
     contains_any,
     is_question,
     is_vague_place,
     meaningful_remainder,
+    without_entities,
 )
 from flows.state import ConversationState, FormState
 from flows.store import Store, iso, parse_iso
@@ -59,7 +61,6 @@ _INFO_QUESTION = re.compile(
 # Ends like a question: a question mark, or 吗/呢/是不是 at the end.
 _ASKS_BACK = re.compile(r"[?？]\s*$|(?:吗|呢|么|是不是|对不对|行不行|可不可以)[\s。.!！~]*$")
 _LEADING_YES = re.compile(r"^(?:对|好|行|是|嗯|可以|没问题|ok)[的啊呀吧了]?[，,。\s!！]", re.I)
-_HAN = re.compile(r"[\u4e00-\u9fff]")
 _DENIAL = re.compile(r"不对|不是|也不是|没有|搞错|算了|先不|不用|不要|不办|不申请")
 _SOCIAL_INTENTS = frozenset({"greet", "thanks", "goodbye", "affirm", "deny", "cancel"})
 _ACCEPT_PARTS = ("申请", "办理", "报名", "预约", "试试", "要办", "想办", "办一", "登记")
@@ -75,12 +76,7 @@ def _choice_number(text: str) -> int | None:
 
 def _only_details(text: str, parse: ParseResult) -> bool:
     """ "13912345678", "电话 139…": entities with hardly a word around them."""
-    if not parse.entities:
-        return False
-    rest = text
-    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
-        rest = rest[: entity.start] + rest[entity.end :]
-    return len(_HAN.findall(rest)) <= 2
+    return bool(parse.entities) and len(CJK.findall(without_entities(text, parse))) <= 2
 
 
 def _act_from_intent(text: str, parse: ParseResult) -> str:
@@ -594,7 +590,7 @@ class DialogueEngine:
         assert form is not None
         flow = self._flow(form)
         if form.pending:
-            answered = self._pending_turn(msg, parse, text, state, flow, form)
+            answered = self._pending_turn(parse, text, state, flow, form)
             if answered is not None:
                 return answered
         if parse.intent.name == "ticket_status" and parse.first("phone") is None:
@@ -699,7 +695,6 @@ class DialogueEngine:
 
     def _pending_turn(
         self,
-        msg: IncomingMessage,
         parse: ParseResult,
         text: str,
         state: ConversationState,

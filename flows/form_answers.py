@@ -12,6 +12,7 @@ import re
 from flows.definitions import FlowBook, FlowSpec, SlotSpec
 from flows.form_fill import fill
 from flows.slots import (
+    CJK,
     contains_any,
     find_name,
     from_patterns,
@@ -24,7 +25,6 @@ from nlu.types import Entity, ParseResult
 # Bare acceptances: after an FAQ answer they start the offered form; as the
 # answer to "what happened" they are no answer at all.
 ACCEPT_WORDS = ("申请", "办理", "预约", "报名", "好", "要", "好的", "可以", "办", "我要申请")
-_HAN = re.compile(r"[\u4e00-\u9fff]")
 _SENTENCE = re.compile(r"[^。！？?!\n]+[。！？?!]?")
 _ASKS = re.compile(r"[?？]|[吗呢么嘛伐][\s。.!！]*$|阿好")
 
@@ -70,7 +70,7 @@ def _said_besides(text: str, name: str, book: FlowBook) -> str:
     rest = fold_for_matching(text.replace(name, "") if name else text)
     for word in (*book.filler_words, *book.phone_labels):
         rest = rest.replace(word, "")
-    return "".join(_HAN.findall(_ABOUT_SELF.sub("", rest)))
+    return "".join(CJK.findall(_ABOUT_SELF.sub("", rest)))
 
 
 def missing_slot(flow: FlowSpec, form: FormState) -> SlotSpec | None:

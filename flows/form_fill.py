@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 
 from flows.definitions import FlowBook, FlowSpec, SlotSpec
 from flows.slots import (
+    CJK,
     InvalidAnswerError,
     contains_any,
     find_name,
     from_patterns,
     is_vague_place,
+    says_only,
+    strip_phone_labels,
 )
 from flows.state import FormState
 from nlu.tokenizer import fold_for_matching, normalize_text
 from nlu.types import ParseResult
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _LEAD_IN = re.compile(
     r"^(?:我们?家?|咱家?|俺)?(?:住在|就在|是在|位于|在|住|地点是|地点在|地址是|地址在|位置在|位置是)"
 )
@@ -145,8 +147,8 @@ def _leftover(
     """What a reply said besides the values taken: a story ("他家排烟管道正对着
     我家厨房窗户…" typed at the name question) adds to the description, a remark
     goes to the notes."""
-    rest = _trim(_blank(_strip_labels(text, book), used))
-    chars = len(_CJK.findall(rest))
+    rest = _trim(_blank(strip_phone_labels(text, book), used))
+    chars = len(CJK.findall(rest))
     # Where a story goes: the description, or what a volunteer can do.
     description = flow.slot("description") or next(
         (s for s in flow.slots if s.from_opening and s.name not in form.slots), None
@@ -194,7 +196,7 @@ def _labelled(
             # A story runs to the end of the message; other details to the clause's end.
             value_end = len(text) if slot.name == "description" else clause.end()
             value = text[value_start:value_end].strip(_SEPARATORS + "是在")
-            if len(_CJK.findall(value)) + sum(c.isdigit() for c in value) < slot.min_chars:
+            if len(CJK.findall(value)) + sum(c.isdigit() for c in value) < slot.min_chars:
                 break
             if slot.type == "place":
                 _set_place(book, form, slot.name, value, out)
@@ -233,10 +235,7 @@ def is_vague_value(slot: SlotSpec, value: str) -> bool:
     """ "公益市集", "哪个都行": says nothing of what the user can do."""
     if not slot.vague_values:
         return False
-    rest = fold_for_matching(value)
-    for word in slot.vague_values:
-        rest = rest.replace(word, "")
-    return len(_CJK.findall(rest)) < 2
+    return says_only(value, slot.vague_values)
 
 
 def _set_place(book: FlowBook, form: FormState, name: str, value: str, out: Filled) -> None:
@@ -311,12 +310,12 @@ def _free_text(
     others: bool,
 ) -> None:
     """The reply's words, minus what other slots took, for the text slot asked."""
-    rest = _trim(_blank(_strip_labels(text, book), used))
+    rest = _trim(_blank(strip_phone_labels(text, book), used))
     # "伲叫沈阿婆好哉，大名沈桂英": what is left is about the name.
     if (
         "name" in out.slots
         and not from_patterns(asked, normalize_text(rest))
-        and len(_CJK.findall(_NAME_WORDS.sub("", fold_for_matching(rest)))) < 4
+        and len(CJK.findall(_NAME_WORDS.sub("", fold_for_matching(rest)))) < 4
     ):
         add_note(form, rest)
         return
@@ -325,7 +324,7 @@ def _free_text(
         return
     if others:
         rest = _MONEY_VERB.sub("", rest).strip(_SEPARATORS)
-    content = len(_CJK.findall(rest)) + sum(c.isalnum() for c in rest if c.isascii())
+    content = len(CJK.findall(rest)) + sum(c.isalnum() for c in rest if c.isascii())
     # Once other details took their part ("我叫古丽娜尔，电话…", "贷八千就够了"),
     # what is left must say something of its own to be this slot's answer.
     if content < max(asked.min_chars, 6 if others else 0):
@@ -367,7 +366,7 @@ def _append(form: FormState, name: str, text: str, out: Filled) -> None:
 
 def add_note(form: FormState, text: str) -> None:
     rest = _trim(text)
-    if len(_CJK.findall(rest)) >= 4 and rest not in form.notes:
+    if len(CJK.findall(rest)) >= 4 and rest not in form.notes:
         form.notes.append(rest[:MAX_TEXT])
 
 
@@ -389,14 +388,6 @@ def _original(text: str, value: str) -> str:
     """`value` was matched on the normalised text: the user's own characters for it."""
     at = fold_for_matching(text).find(value)
     return text[at : at + len(value)] if at >= 0 else value
-
-
-def _strip_labels(text: str, book: FlowBook) -> str:
-    folded = fold_for_matching(text)
-    for label in book.phone_labels:
-        for m in re.finditer(re.escape(label) + r"[是:：]?", folded):
-            text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
-    return text
 
 
 def _trim(text: str) -> str:

@@ -8,7 +8,7 @@ from flows.definitions import FlowBook, SlotSpec
 from nlu.tokenizer import fold_for_matching
 from nlu.types import ParseResult
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
+CJK = re.compile(r"[\u4e00-\u9fff]")  # one Han character
 _DIGITS = re.compile(r"[0-9０-９]")
 # A bare answer to "怎么称呼您": a Han name of 2-4 characters, a transliterated
 # name with a middle dot (艾力·买买提), or a Latin-letter name.
@@ -64,7 +64,7 @@ def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
     """A name said in `text`, in the user's own characters: "我叫王芳", "叫我陆阿姨",
     "我姓马，叫马玉兰" (the full name wins), "我姓黄" (黄先生/女士, which staff can
     use), and with `answering` a bare "王芳" or "古丽娜尔"."""
-    text = _strip_phone_labels(text, book)
+    text = strip_phone_labels(text, book)
     folded = fold_for_matching(text)
     for pattern in book.name_patterns:
         for match in pattern.finditer(folded):
@@ -91,15 +91,28 @@ def find_name(text: str, book: FlowBook, *, answering: bool) -> str | None:
     return None
 
 
-def _strip_phone_labels(text: str, book: FlowBook) -> str:
+def strip_phone_labels(text: str, book: FlowBook) -> str:
+    """ "手機 139…", "联系电话是139…": the labels blanked out, offsets kept."""
     folded = fold_for_matching(text)
     for label in book.phone_labels:
-        at = folded.find(label)
-        while at >= 0:
-            text = text[:at] + " " * len(label) + text[at + len(label) :]
-            folded = folded[:at] + " " * len(label) + folded[at + len(label) :]
-            at = folded.find(label)
+        for m in re.finditer(re.escape(label) + r"[是:：]?", folded):
+            text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
     return text
+
+
+def without_entities(text: str, parse: ParseResult) -> str:
+    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+        text = text[: entity.start] + text[entity.end :]
+    return text
+
+
+def says_only(value: str, words: tuple[str, ...], *, digits: bool = False) -> bool:
+    """True when `value` holds hardly a character besides `words` ("小区门口",
+    "哪个都行"): it names nothing in particular."""
+    rest = fold_for_matching(value)
+    for word in words:
+        rest = rest.replace(word, "")
+    return len(CJK.findall(rest)) + (len(_DIGITS.findall(rest)) if digits else 0) < 2
 
 
 def _acceptable_name(name: str, book: FlowBook) -> bool:
@@ -110,17 +123,14 @@ def _acceptable_name(name: str, book: FlowBook) -> bool:
     folded = fold_for_matching(name)
     if any(word in folded for word in book.role_words):
         return False
-    if _CJK.search(name) and (set(folded) & _NOT_IN_NAMES):
+    if CJK.search(name) and (set(folded) & _NOT_IN_NAMES):
         return False
     return 2 <= len(name) <= 30
 
 
 def is_vague_place(value: str, book: FlowBook) -> bool:
     """ "小区门口", "菜场那边", "我们楼下": true; "幸福路菜场北门", "3号楼": false."""
-    rest = fold_for_matching(value)
-    for word in book.vague_place_words:
-        rest = rest.replace(word, "")
-    return len(_CJK.findall(rest)) + len(_DIGITS.findall(rest)) < 2
+    return says_only(value, book.vague_place_words, digits=True)
 
 
 # "我住在幸福小区3号楼" -> "幸福小区3号楼"
@@ -145,9 +155,7 @@ def from_patterns(slot: SlotSpec, text: str) -> str | None:
 def meaningful_remainder(text: str, parse: ParseResult, book: FlowBook) -> str:
     """What is left of a message once entities, names and filler are removed:
     judges whether an opening message already describes the problem."""
-    rest = text
-    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
-        rest = rest[: entity.start] + rest[entity.end :]
+    rest = without_entities(text, parse)
     for word in book.filler_words:
         rest = rest.replace(word, "")
-    return "".join(_CJK.findall(rest))
+    return "".join(CJK.findall(rest))
