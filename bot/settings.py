@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.cli.common import default_db_path
+from bot.cli.common import as_target, default_db_path
 from flows.paths import data_dir_from_env
+from flows.store_backend import DbTarget
 from nlu.settings import NluSettings
 from nlu.settings import SettingsError as NluSettingsError
 
@@ -34,14 +35,14 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _db_from_env(env: Mapping[str, str]) -> Path:
+def _db_from_env(env: Mapping[str, str]) -> DbTarget:
     explicit = env.get("TONGXIN_DB", "").strip()
-    return Path(explicit) if explicit else default_db_path()
+    return as_target(explicit) if explicit else default_db_path()
 
 
 @dataclass(frozen=True)
 class Settings:
-    db_path: Path
+    db_path: DbTarget  # a SQLite file, or a PostgreSQL URL
     data_dir: Path
     nlu: NluSettings = field(default_factory=NluSettings)
     form_idle_minutes: float = 30.0
@@ -116,7 +117,7 @@ class Settings:
         except NluSettingsError as exc:
             raise SettingsError(str(exc)) from exc
         return cls(
-            db_path=Path(db) if db else _db_from_env(env),
+            db_path=as_target(db) if db else _db_from_env(env),
             data_dir=data_dir_from_env(env),
             nlu=nlu,
             form_idle_minutes=idle,

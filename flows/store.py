@@ -1,32 +1,33 @@
-"""The embedded SQLite store: tickets, their audit trail, volunteers, conversations,
-the outbox, the message log, processed-message records and a small key/value cache.
+"""The store: tickets, their audit trail, volunteers, conversations, the
+outbox, the message log, processed-message records and a small key/value cache,
+in an embedded SQLite file (the default) or a PostgreSQL database that several
+server hosts share (`TONGXIN_DB=postgresql://...`).
 
-sqlite-utils creates and migrates the schema; writes that belong together run in
-one `BEGIN IMMEDIATE` transaction on a connection in autocommit mode, so that two
-processes on the same file serialise their writes and lose nothing.
+One implementation over both: the SQL here is portable and
+`flows.store_backend` runs it (placeholders, transactions and their locks,
+column types). Writes that belong together run in one `transaction()`, so that
+processes and hosts sharing the database serialise them and lose nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import sqlite_utils
-
-if sys.platform != "win32":
-    import fcntl
-else:  # pragma: no cover - Windows has no flock(); SQLite's busy handler still serialises
-    fcntl = None
+from flows.store_backend import (
+    DbTarget,
+    Result,
+    SqliteBackend,
+    is_postgres_url,
+    open_backend,
+    redact,
+)
 
 # Ticket ids are read out on the phone, so they carry the local (China) date
 # and a short daily sequence: TX261126-0042.
@@ -243,222 +244,116 @@ def _outbox_from_row(row: dict[str, Any]) -> OutboxItem:
     return OutboxItem(**{k: row[k] for k in OutboxItem.__dataclass_fields__})
 
 
-def _migrate_to_1(db: sqlite_utils.Database) -> None:
-    db["tickets"].create(  # type: ignore[union-attr]
-        {
-            "id": str,
-            "kind": str,
-            "status": str,
-            "department": str,
-            "channel": str,
-            "user_id": str,
-            "phone": str,
-            "fields": str,
-            "assignee": str,
-            "dedupe_key": str,
-            "created_at": str,
-            "updated_at": str,
-            "resolved_at": str,
-        },
-        pk="id",
-        not_null={"kind", "status", "department", "channel", "user_id", "created_at"},
-    )
-    db["tickets"].create_index(["dedupe_key"], unique=True)  # type: ignore[union-attr]
-    db["tickets"].create_index(["channel", "user_id"])  # type: ignore[union-attr]
-    db["tickets"].create_index(["status"])  # type: ignore[union-attr]
-    db["ticket_events"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "ticket_id": str,
-            "at": str,
-            "actor": str,
-            "action": str,
-            "from_status": str,
-            "to_status": str,
-            "note": str,
-        },
-        pk="id",
-        foreign_keys=[("ticket_id", "tickets", "id")],
-    )
-    db["ticket_events"].create_index(["ticket_id"])  # type: ignore[union-attr]
-    db["volunteers"].create(  # type: ignore[union-attr]
-        {
-            "id": str,
-            "name": str,
-            "phone": str,
-            "team": str,
-            "skill": str,
-            "availability": str,
-            "channel": str,
-            "user_id": str,
-            "dedupe_key": str,
-            "created_at": str,
-        },
-        pk="id",
-    )
-    db["volunteers"].create_index(["dedupe_key"], unique=True)  # type: ignore[union-attr]
-    db["conversations"].create(  # type: ignore[union-attr]
-        {
-            "channel": str,
-            "user_id": str,
-            "state": str,
-            "state_version": int,
-            "updated_at": str,
-        },
-        pk=("channel", "user_id"),
-    )
-    db["outbox"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "channel": str,
-            "user_id": str,
-            "chat_id": str,
-            "text": str,
-            "ticket_id": str,
-            "status": str,
-            "attempts": int,
-            "next_attempt_at": str,
-            "last_error": str,
-            "created_at": str,
-            "sent_at": str,
-        },
-        pk="id",
-        defaults={"status": "pending", "attempts": 0},
-    )
-    db["outbox"].create_index(["status", "channel", "next_attempt_at"])  # type: ignore[union-attr]
-    db["outbox"].create_index(["channel", "user_id", "status"])  # type: ignore[union-attr]
-    db["message_log"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "at": str,
-            "channel": str,
-            "user_id": str,
-            "direction": str,
-            "text": str,
-            "intent": str,
-        },
-        pk="id",
-    )
-    db["processed_messages"].create(  # type: ignore[union-attr]
-        {
-            "key": str,
-            "channel": str,
-            "user_id": str,
-            "status": str,
-            "reply": str,
-            "created_at": str,
-            "updated_at": str,
-        },
-        pk="key",
-    )
-    db["processed_messages"].create_index(["created_at"])  # type: ignore[union-attr]
-    db["kv"].create({"key": str, "value": str, "expires_at": float}, pk="key")  # type: ignore[union-attr]
-    db["sequences"].create({"name": str, "value": int}, pk="name")  # type: ignore[union-attr]
-    db["channel_users"].create(  # type: ignore[union-attr]
-        {"channel": str, "user_id": str, "subscribed": int, "updated_at": str},
-        pk=("channel", "user_id"),
-    )
+# Version 1 as sqlite-utils created it in the first release (the same tables,
+# columns and index names, so that old files and new ones are alike).
+_SCHEMA_1: tuple[str, ...] = (
+    'CREATE TABLE "tickets" ("id" TEXT PRIMARY KEY, "kind" TEXT NOT NULL,'
+    ' "status" TEXT NOT NULL, "department" TEXT NOT NULL, "channel" TEXT NOT NULL,'
+    ' "user_id" TEXT NOT NULL, "phone" TEXT, "fields" TEXT, "assignee" TEXT,'
+    ' "dedupe_key" TEXT, "created_at" TEXT NOT NULL, "updated_at" TEXT, "resolved_at" TEXT)',
+    'CREATE UNIQUE INDEX "idx_tickets_dedupe_key" ON "tickets" ("dedupe_key")',
+    'CREATE INDEX "idx_tickets_channel_user_id" ON "tickets" ("channel", "user_id")',
+    'CREATE INDEX "idx_tickets_status" ON "tickets" ("status")',
+    'CREATE TABLE "ticket_events" ("id" INTEGER PRIMARY KEY,'
+    ' "ticket_id" TEXT REFERENCES "tickets"("id"), "at" TEXT, "actor" TEXT, "action" TEXT,'
+    ' "from_status" TEXT, "to_status" TEXT, "note" TEXT)',
+    'CREATE INDEX "idx_ticket_events_ticket_id" ON "ticket_events" ("ticket_id")',
+    'CREATE TABLE "volunteers" ("id" TEXT PRIMARY KEY, "name" TEXT, "phone" TEXT, "team" TEXT,'
+    ' "skill" TEXT, "availability" TEXT, "channel" TEXT, "user_id" TEXT, "dedupe_key" TEXT,'
+    ' "created_at" TEXT)',
+    'CREATE UNIQUE INDEX "idx_volunteers_dedupe_key" ON "volunteers" ("dedupe_key")',
+    'CREATE TABLE "conversations" ("channel" TEXT, "user_id" TEXT, "state" TEXT,'
+    ' "state_version" INTEGER, "updated_at" TEXT, PRIMARY KEY ("channel", "user_id"))',
+    'CREATE TABLE "outbox" ("id" INTEGER PRIMARY KEY, "channel" TEXT, "user_id" TEXT,'
+    ' "chat_id" TEXT, "text" TEXT, "ticket_id" TEXT, "status" TEXT DEFAULT \'pending\','
+    ' "attempts" INTEGER DEFAULT 0, "next_attempt_at" TEXT, "last_error" TEXT,'
+    ' "created_at" TEXT, "sent_at" TEXT)',
+    'CREATE INDEX "idx_outbox_status_channel_next_attempt_at"'
+    ' ON "outbox" ("status", "channel", "next_attempt_at")',
+    'CREATE INDEX "idx_outbox_channel_user_id_status" ON "outbox" ("channel", "user_id", "status")',
+    'CREATE TABLE "message_log" ("id" INTEGER PRIMARY KEY, "at" TEXT, "channel" TEXT,'
+    ' "user_id" TEXT, "direction" TEXT, "text" TEXT, "intent" TEXT)',
+    'CREATE TABLE "processed_messages" ("key" TEXT PRIMARY KEY, "channel" TEXT,'
+    ' "user_id" TEXT, "status" TEXT, "reply" TEXT, "created_at" TEXT, "updated_at" TEXT)',
+    'CREATE INDEX "idx_processed_messages_created_at" ON "processed_messages" ("created_at")',
+    'CREATE TABLE "kv" ("key" TEXT PRIMARY KEY, "value" TEXT, "expires_at" REAL)',
+    'CREATE TABLE "sequences" ("name" TEXT PRIMARY KEY, "value" INTEGER)',
+    'CREATE TABLE "channel_users" ("channel" TEXT, "user_id" TEXT, "subscribed" INTEGER,'
+    ' "updated_at" TEXT, PRIMARY KEY ("channel", "user_id"))',
+)
 
-
-# Each step takes the schema from version i to i + 1. Add new steps at the end;
-# never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
-
-
-def _create_private(path: Path) -> None:
-    """A new database file is created 0600 (SQLite gives its WAL and shared
-    memory files the same mode) and a new folder 0700: they hold personal data."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)  # an empty file is an empty SQLite database
+# Each step takes the schema from version i to i + 1: plain SQL statements
+# that run on both backends (types TEXT, INTEGER, REAL; PostgreSQL gets its
+# own names for them, see flows.store_backend.pg_ddl). Add new steps at the
+# end; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1,)
 
 
 class Store:
-    """One SQLite file. Safe to share between threads of one process (a lock
-    serialises use of the single connection) and between processes (WAL and
-    `BEGIN IMMEDIATE`)."""
+    """The store over one database: a SQLite file path, or a PostgreSQL URL.
+    Safe to share between the threads of a process and between processes (and,
+    on PostgreSQL, hosts)."""
 
     def __init__(
-        self, path: str | Path, *, busy_timeout_s: float = 30.0, read_only: bool = False
+        self,
+        target: DbTarget,
+        *,
+        busy_timeout_s: float = 30.0,
+        read_only: bool = False,
+        migrate: bool = True,
     ) -> None:
-        self.path = Path(path)
-        if read_only:
-            self._open_read_only(busy_timeout_s)
-            return
-        if str(path) != ":memory:":
-            _create_private(self.path)
-        conn = sqlite3.connect(
-            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        conn.row_factory = sqlite3.Row
-        self._conn = conn
-        self._lock_file: IO[str] | None = None
-        if fcntl is not None and str(path) != ":memory:":
-            lock_path = self.path.with_name(self.path.name + ".lock")
-            fd = os.open(lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._lock_file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - held for the store's lifetime
-        self._lock = threading.RLock()
-        self._depth = 0
-        self.db = sqlite_utils.Database(conn)
-        # Two processes opening a new file at once both switch it to WAL; SQLite
-        # may answer one of them "locked" at once, so take turns here too.
-        with self._writer_turn():
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        # Erased personal data must not linger in free pages of the file (PIPL);
-        # some SQLite builds default to off.
-        conn.execute("PRAGMA secure_delete=ON")
-        self._identity = self._file_identity()
-        self._checkpoint_after_commit = False
+        self.target: DbTarget = target if is_postgres_url(target) else Path(target)
+        self.backend = open_backend(self.target, busy_timeout_s=busy_timeout_s, read_only=read_only)
         self._ticket_quota: tuple[int, float, frozenset[str]] | None = None
-        self._migrate()
+        if read_only:
+            self._check_read_only()
+        elif migrate:
+            self._migrate()
 
-    def _open_read_only(self, busy_timeout_s: float) -> None:
-        """For commands that only read: an existing file, no lock file, no
-        migration (a read-only folder or file is fine)."""
-        if not self.path.is_file():
-            raise StoreError(f"no database file at {self.path}")
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(
-            uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        conn.row_factory = sqlite3.Row
-        self._conn = conn
-        self._lock_file = None
-        self._lock = threading.RLock()
-        self._depth = 0
-        self.db = sqlite_utils.Database(conn)
-        self._identity = self._file_identity()
-        self._checkpoint_after_commit = False
-        self._ticket_quota = None
+    @property
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.backend.kind
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (only on SQLite)."""
+        if not isinstance(self.backend, SqliteBackend):
+            raise StoreError("a PostgreSQL store has no file")
+        return self.backend.path
+
+    @property
+    def _conn(self) -> Any:
+        """SQLite's connection, for tests that simulate a full or read-only disk."""
+        if not isinstance(self.backend, SqliteBackend):
+            raise StoreError("a PostgreSQL store has no single connection")
+        return self.backend.conn
+
+    def describe(self) -> str:
+        """The database for messages: a URL without its password."""
+        return redact(self.target)
+
+    def _check_read_only(self) -> None:
+        """For commands that only read: an existing database, no migration."""
         version = self.schema_version()  # reads the header: a damaged file fails here
         if version > len(MIGRATIONS):
             raise SchemaTooNewError(
-                f"{self.path} has schema version {version}; this tongxin knows "
+                f"{self.describe()} has schema version {version}; this tongxin knows "
                 f"up to {len(MIGRATIONS)}. Upgrade tongxin."
             )
         if version < len(MIGRATIONS):
-            raise StoreError(f"{self.path} is not a tongxin database (or an older one)")
+            raise StoreError(f"{self.describe()} is not a tongxin database (or an older one)")
 
     # -- plumbing -------------------------------------------------------
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-            if self._lock_file is not None:
-                self._lock_file.close()
+        self.backend.close()
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the main file and truncate it, so that old page
-        images (e.g. of erased rows) leave the disk. Best effort while other
-        connections read."""
-        with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """SQLite: copy the WAL into the main file and truncate it, so that old
+        page images (e.g. of erased rows) leave the disk. Best effort while other
+        connections read. PostgreSQL: nothing (the server owns its WAL)."""
+        self.backend.checkpoint()
 
     # -- per-user ticket quota ---------------------------------------------
 
@@ -485,24 +380,19 @@ class Store:
 
     # -- file identity and health (tongxin serve's /healthz) ------------
 
-    def _file_identity(self) -> tuple[int, int] | None:
-        if str(self.path) == ":memory:":
-            return None
-        st = os.stat(self.path)
-        return (st.st_dev, st.st_ino)
-
     def check_file(self) -> None:
-        """Raise StoreFileGoneError when the file at `path` is no longer the
-        one this store opened (deleted, or replaced by a copy or a restore)."""
-        if self._identity is None:
+        """Raise StoreFileGoneError when the SQLite file at `path` is no longer
+        the one this store opened (deleted, or replaced by a copy or a restore)."""
+        backend = self.backend
+        if not isinstance(backend, SqliteBackend) or backend.identity is None:
             return
         try:
-            now = self._file_identity()
+            now: tuple[int, int] | None = backend.file_identity()
         except FileNotFoundError:
             now = None
-        if now != self._identity:
+        if now != backend.identity:
             raise StoreFileGoneError(
-                f"{self.path} was deleted or replaced while tongxin had it open; "
+                f"{backend.path} was deleted or replaced while tongxin had it open; "
                 "nothing is saved until tongxin is restarted on the right file"
             )
 
@@ -510,89 +400,69 @@ class Store:
         """A real write of about what a turn writes (a row needing fresh pages,
         deleted again in the same transaction): fails on a full disk or
         database, a read-only or a deleted file, like a turn's writes would."""
-        with self.transaction():
+        with self.transaction(scope="health:probe"):
             self._exec(
-                "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, ?)",
+                "INSERT INTO kv(key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) "
+                "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
                 ("health:probe", "0" * 6000, time.time() + 60),
             )
             self._exec("DELETE FROM kv WHERE key = ?", ("health:probe",))
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A write transaction; nested use joins the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self.check_file()
-            with self._writer_turn():
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._depth = 1
-                try:
-                    yield
-                except BaseException:
-                    self._depth = 0
-                    # SQLite has already rolled back after some errors (a full
-                    # disk); a second ROLLBACK would hide the real error.
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                self._depth = 0
-                self._conn.execute("COMMIT")
-            if self._checkpoint_after_commit:
-                self._checkpoint_after_commit = False
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """Writers of all processes queue on a lock file before SQLite's own
-        write lock. SQLite's busy handler polls with sleeps of up to 100 ms, which
-        shows as a long tail when several server processes share the file; a
-        blocked flock() wakes as soon as the holder lets go."""
-        if self._lock_file is None:
+    def transaction(self, *, scope: str | None = None) -> Iterator[None]:
+        """A write transaction; nested use joins the outer one. Its writes and
+        reads are serialised with every other transaction of the same `scope`
+        (None: one scope for all). SQLite serialises all transactions anyway;
+        on PostgreSQL name a narrower scope (a user, a platform message) only
+        when everything the transaction reads and then writes belongs to it."""
+        with self.backend.transaction(scope, before=self.check_file):
             yield
-            return
-        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
-    def _exec(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            if self._depth == 0 and not sql.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA")):
-                # A lone write is a transaction of its own, queued like the others.
-                with self.transaction():
-                    return self._conn.execute(sql, params)
-            return self._conn.execute(sql, params)
+    def lock_rows(self) -> str:
+        """The suffix of a SELECT whose rows the transaction will change."""
+        return self.backend.for_update
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> Result:
+        return self.backend.execute(sql, params)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
+        return self.backend.execute(sql, params).rows
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+    def columns(self, table: str) -> list[str]:
+        """The columns of a table, in order (empty when there is no such table)."""
+        return self.backend.columns(table)
 
-    def _migrate(self) -> None:
-        with self.transaction():
+    def tables(self) -> list[str]:
+        return self.backend.tables()
+
+    def schema_version(self) -> int:
+        return self.backend.schema_version()
+
+    def migrate(self) -> list[int]:
+        """Bring the schema to this release's version; the versions applied.
+        Two processes (or hosts) starting together take turns: the second
+        finds the work done."""
+        applied: list[int] = []
+        with self.transaction(scope="tongxin:migrate"):
             current = self.schema_version()
             if current > len(MIGRATIONS):
                 raise SchemaTooNewError(
-                    f"{self.path} has schema version {current}; this tongxin knows "
+                    f"{self.describe()} has schema version {current}; this tongxin knows "
                     f"up to {len(MIGRATIONS)}. Upgrade tongxin."
                 )
             for step in range(current, len(MIGRATIONS)):
-                MIGRATIONS[step](self.db)
-                self._conn.execute(f"PRAGMA user_version={step + 1}")
+                for statement in MIGRATIONS[step]:
+                    self._exec(self.backend.ddl(statement))
+                self.backend.set_schema_version(step + 1)
+                applied.append(step + 1)
+        return applied
+
+    def _migrate(self) -> None:
+        self.migrate()
 
     # -- tickets --------------------------------------------------------
 
@@ -601,13 +471,13 @@ class Store:
         Call inside a write transaction."""
         day = now.astimezone(LOCAL_TZ).strftime("%y%m%d")
         name = f"{prefix}:{day}"
-        self._exec(
+        # One statement: the row lock it takes (PostgreSQL) is held until the
+        # transaction ends, so two hosts never hand out the same number.
+        row = self._exec(
             "INSERT INTO sequences(name, value) VALUES (?, 1) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            "ON CONFLICT(name) DO UPDATE SET value = sequences.value + 1 RETURNING value",
             (name,),
-        )
-        row = self._one("SELECT value FROM sequences WHERE name = ?", (name,))
-        assert row is not None
+        ).rows[0]
         return f"{prefix}{day}-{int(row['value']):04d}"
 
     def create_ticket(
@@ -678,6 +548,16 @@ class Store:
             raise TicketNotFoundError(f"no ticket {ticket_id}")
         return _ticket_from_row(row)
 
+    def _ticket_for_update(self, ticket_id: str) -> Ticket:
+        """The ticket, its row locked until the transaction ends (PostgreSQL;
+        SQLite's writer lock already holds)."""
+        row = self._one(
+            "SELECT * FROM tickets WHERE id = ?" + self.lock_rows(), (ticket_id.strip().upper(),)
+        )
+        if row is None:
+            raise TicketNotFoundError(f"no ticket {ticket_id}")
+        return _ticket_from_row(row)
+
     def list_tickets(
         self,
         *,
@@ -744,7 +624,7 @@ class Store:
                 f"unknown status {status!r}; one of: {', '.join(TICKET_STATUSES)}"
             )
         with self.transaction():
-            ticket = self.get_ticket(ticket_id)
+            ticket = self._ticket_for_update(ticket_id)
             new_status = status or ticket.status
             moving = status is not None and (status != ticket.status or status == "assigned")
             if moving and new_status not in ALLOWED_TRANSITIONS[ticket.status]:
@@ -876,12 +756,12 @@ class Store:
         chat_id: str | None = None,
     ) -> int:
         now = iso(utcnow())
-        cur = self._exec(
+        rows = self._exec(
             "INSERT INTO outbox(channel, user_id, chat_id, text, ticket_id, status, attempts, "
-            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) RETURNING id",
             (channel, user_id, chat_id, text, ticket_id, now, now),
-        )
-        return int(cur.lastrowid or 0)
+        ).rows
+        return int(rows[0]["id"])
 
     def due_outbox(self, channel: str, *, limit: int = 50) -> list[OutboxItem]:
         rows = self._rows(
@@ -897,7 +777,7 @@ class Store:
         with self.transaction():
             rows = self._rows(
                 "SELECT * FROM outbox WHERE channel = ? AND user_id = ? AND status = 'pending' "
-                "ORDER BY id",
+                "ORDER BY id" + self.lock_rows(),
                 (channel, user_id),
             )
             if rows:
@@ -1088,18 +968,28 @@ class Store:
                 cur = self._exec(f"DELETE FROM {table} WHERE {where}", params)
                 counts[table] = int(cur.rowcount)
             self._forget_user_kv(user_id)
-            # The erased rows' old page images stay in the WAL until a
-            # checkpoint: run one as soon as this transaction commits.
-            self._checkpoint_after_commit = True
+            if isinstance(self.backend, SqliteBackend):
+                # The erased rows' old page images stay in the WAL until a
+                # checkpoint: run one as soon as this transaction commits.
+                self.backend.checkpoint_after_commit = True
         return counts
 
     def _forget_user_kv(self, user_id: str) -> int:
         """Key/value rows that carry the user's words (deep-link records with
-        group text, late WeChat turns): their JSON value names the user."""
-        cur = self._exec(
-            "DELETE FROM kv WHERE json_valid(value) AND json_type(value) = 'object' AND ("
-            "json_extract(value, '$.user_id') = ? "
-            "OR substr(json_extract(value, '$.user_id'), 1, ?) = ?)",
-            (user_id, len(user_id) + 1, f"{user_id}@"),
-        )
-        return int(cur.rowcount)
+        group text, late WeChat turns): their JSON value names the user. The
+        SQL narrows by substring; Python reads the JSON (portable: no JSON
+        functions in SQL)."""
+        gone = 0
+        escaped = json.dumps(user_id)[1:-1]  # as json.dumps wrote it with ensure_ascii
+        for row in self._rows(
+            "SELECT key, value FROM kv WHERE instr(value, ?) > 0 OR instr(value, ?) > 0",
+            (user_id, escaped),
+        ):
+            try:
+                value = json.loads(row["value"])
+            except (TypeError, ValueError):
+                continue
+            owner = value.get("user_id") if isinstance(value, dict) else None
+            if isinstance(owner, str) and (owner == user_id or owner.startswith(f"{user_id}@")):
+                gone += self._exec("DELETE FROM kv WHERE key = ?", (row["key"],)).rowcount
+        return gone

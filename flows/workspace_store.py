@@ -40,6 +40,8 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_tickets_assignee ON tickets(assignee)",
 )
 
+_TABLES: tuple[str, ...] = ("staff_accounts", "staff_sessions", "volunteer_contacts")
+
 
 class AccountError(StoreError):
     """An account that cannot be created or changed as asked."""
@@ -120,12 +122,11 @@ class WorkspaceStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        with store.transaction():
-            for statement in _SCHEMA:
-                store._exec(statement)
-        self._has_satisfaction = any(
-            r["name"] == "satisfaction" for r in store._rows("PRAGMA table_info(tickets)")
-        )
+        if not set(_TABLES) <= set(store.tables()):
+            with store.transaction(scope="tongxin:migrate"):
+                for statement in _SCHEMA:
+                    store._exec(store.backend.ddl(statement))
+        self._has_satisfaction = "satisfaction" in store.columns("tickets")
 
     # -- accounts -------------------------------------------------------
 

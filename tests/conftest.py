@@ -1,5 +1,6 @@
 """Shared fixtures: one trained NLU parser per session, a real Core on a temp
-SQLite file per test, and a collecting channel that says messages and keeps
+SQLite file per test, a real PostgreSQL server per session (`db_target` runs a
+test on both backends), and a collecting channel that says messages and keeps
 the replies."""
 
 from __future__ import annotations
@@ -16,6 +17,23 @@ from flows.messages import IncomingMessage, Reply
 from flows.paths import default_data_dir
 from nlu.parser import Parser, load_parser
 from nlu.settings import NluSettings
+from tests.pg_server import PgServer
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh database on each backend: a SQLite file, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "tongxin.db"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.fresh_database()
 
 
 @pytest.fixture(scope="session")

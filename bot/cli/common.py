@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows.store_backend import DbTarget, is_postgres_url, redact
+
 if TYPE_CHECKING:
     from bot.app import Core
     from bot.settings import Settings
@@ -18,32 +20,55 @@ class CliError(Exception):
     """A user-facing error: printed as `tongxin: error: ...`, exit status 2."""
 
 
-def default_db_path() -> Path:
-    """The embedded default: `$TONGXIN_DB`, else `$XDG_DATA_HOME/tongxin/tongxin.db`."""
-    env = os.environ.get("TONGXIN_DB")
-    if env:
-        return Path(env)
+def data_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "tongxin" / "tongxin.db"
+    return Path(base) / "tongxin"
+
+
+def as_target(value: str) -> DbTarget:
+    """A `--db`/`$TONGXIN_DB` value: a PostgreSQL URL stays a string (a Path
+    would fold its `//`), anything else is a SQLite file path."""
+    value = value.strip()
+    return value if is_postgres_url(value) else Path(value)
+
+
+def default_db_path() -> DbTarget:
+    """`$TONGXIN_DB` (a SQLite file or a PostgreSQL URL), else the embedded
+    default `$XDG_DATA_HOME/tongxin/tongxin.db`."""
+    env = os.environ.get("TONGXIN_DB", "").strip()
+    if env:
+        return as_target(env)
+    return data_home() / "tongxin.db"
+
+
+def db_missing(target: DbTarget) -> bool:
+    """A SQLite file that is not there (a PostgreSQL database answers for itself)."""
+    return isinstance(target, Path) and not target.is_file()
+
+
+def describe_db(target: DbTarget) -> str:
+    """For messages: a URL's password never shows."""
+    return redact(target)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help="SQLite file (default: $TONGXIN_DB or ~/.local/share/tongxin/tongxin.db)",
+        help="SQLite file or postgresql://user:password@host:port/dbname "
+        "(default: $TONGXIN_DB or ~/.local/share/tongxin/tongxin.db)",
     )
 
 
-def db_path(args: argparse.Namespace) -> Path:
+def db_path(args: argparse.Namespace) -> DbTarget:
     given = getattr(args, "db", None)
     if given is None:
         return default_db_path()
     if not given.strip():
         # Falling back to $TONGXIN_DB here once erased a user from the wrong database.
         raise CliError("--db needs a path (an empty value would mean $TONGXIN_DB)")
-    return Path(given)
+    return as_target(given)
 
 
 def add_command(
@@ -94,10 +119,9 @@ def bot_settings(args: argparse.Namespace) -> Settings:
 def build_core_or_exit(settings: Settings, **kwargs: Any) -> Core:
     """`build_core`, with a missing model, training data or word vectors as a
     CLI error (exit status 2) instead of a traceback."""
-    import sqlite3
-
     from bot.app import build_core
     from flows.store import StoreError
+    from flows.store_backend import database_errors
     from nlu.classifier import ModelError
     from nlu.training_data import TrainingDataError
 
@@ -105,8 +129,8 @@ def build_core_or_exit(settings: Settings, **kwargs: Any) -> Core:
         return build_core(settings, **kwargs)
     except ModelError as exc:
         raise CliError(str(exc)) from exc
-    except (sqlite3.Error, StoreError, OSError) as exc:
-        raise CliError(f"cannot use database {settings.db_path}: {exc}") from exc
+    except database_errors(StoreError, OSError) as exc:
+        raise CliError(f"cannot use database {describe_db(settings.db_path)}: {exc}") from exc
     except TrainingDataError as exc:
         raise data_error(exc) from None
 

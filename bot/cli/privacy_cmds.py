@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bot.cli.common import CliError, add_command, add_group, db_path
+from bot.cli.common import CliError, add_command, add_group, db_missing, db_path
 from bot.cli.store_access import open_store
 
 # How each count of Store.forget_user reads in the report.
@@ -55,7 +55,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         raise CliError(f"{FORGOTTEN_USER_ID!r} marks tickets already anonymised; give a real id")
     channel = args.channel.strip() if args.channel else None
     scope = f"user {user_id}" + (f" on {channel}" if channel else " (all channels)")
-    if not db_path(args).is_file():
+    if db_missing(db_path(args)):
         raise CliError(f"no database at {db_path(args)} (check --db or $TONGXIN_DB)")
     with open_store(args) as store:
         found = store.user_data_counts(user_id, channel=channel)

@@ -12,8 +12,10 @@ from bot.cli.common import (
     add_command,
     bot_settings,
     build_core_or_exit,
+    data_home,
     db_path,
 )
+from flows.store_backend import DbTarget
 
 QUIT_WORDS = frozenset({"/quit", "/exit"})
 
@@ -35,10 +37,11 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run_shell)
 
 
-def history_path(db: Path) -> Path:
-    """The shell's input history sits next to the database it talks to (and
-    goes with `tongxin privacy forget`)."""
-    return db.parent / "shell_history"
+def history_path(db: DbTarget) -> Path:
+    """The shell's input history sits next to the SQLite file it talks to
+    (and goes with `tongxin privacy forget`); with PostgreSQL, in tongxin's
+    data folder."""
+    return (db.parent if isinstance(db, Path) else data_home()) / "shell_history"
 
 
 def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from bot.cli.common import CliError, db_path
+from bot.cli.common import CliError, db_missing, db_path, describe_db
 
 if TYPE_CHECKING:
     from flows.replies import Replies
@@ -50,20 +49,21 @@ def open_store(args: argparse.Namespace, *, read_only: bool = False) -> Iterator
     """The store at --db. `read_only` (commands that only read): the file must
     exist, and it is opened without the write lock, so a read-only folder works."""
     from flows.store import Store
+    from flows.store_backend import database_errors
 
     path = db_path(args)
-    if read_only and not path.is_file():
+    if read_only and db_missing(path):
         raise CliError(f"no database at {path} (check --db or $TONGXIN_DB)")
     try:
         with domain_errors():
             store = Store(path, read_only=read_only)
-    except (sqlite3.Error, OSError) as exc:
-        raise CliError(f"cannot open database {path}: {exc}") from exc
+    except database_errors(OSError) as exc:
+        raise CliError(f"cannot open database {describe_db(path)}: {exc}") from exc
     try:
         with domain_errors():
             yield store
-    except sqlite3.Error as exc:
-        raise CliError(f"database {path}: {exc}") from exc
+    except database_errors() as exc:
+        raise CliError(f"database {describe_db(path)}: {exc}") from exc
     finally:
         store.close()
 
