@@ -17,7 +17,7 @@ from flows.engine import DialogueEngine
 from flows.messages import Button, IncomingMessage, Reply, conversation_key
 from flows.replies import Replies
 from flows.state import STATE_VERSION, ConversationState
-from flows.store import Store, TicketQuotaError, utcnow
+from flows.store import Store, TicketQuotaError, user_scope, utcnow
 from nlu.entities import extract_id_numbers, mask_personal_data
 from nlu.types import FALLBACK_INTENT, IntentScore, ParseResult
 
@@ -147,7 +147,10 @@ class Dispatcher:
             )
         msg = dataclasses.replace(msg, text=safe_text)
         key = conversation_key(msg)
-        with self.store.transaction():
+        # One resident's turns queue on their own lock (on PostgreSQL other
+        # residents' turns run beside them, on any host); a retry of the same
+        # message waits here for the first delivery and then finds its reply.
+        with self.store.transaction(scope=user_scope(msg.channel, key)):
             if dedupe_key:
                 stored = self.store.processed_reply(dedupe_key)
                 if stored is not None:

@@ -96,6 +96,12 @@ class StoreFileGoneError(StoreError):
     in a file nobody will read again."""
 
 
+def user_scope(channel: str, user_id: str) -> str:
+    """The transaction scope of one resident's conversation (`Store.transaction`):
+    their turns, and staff taking the conversation over, queue on it."""
+    return f"user:{channel}:{user_id}"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -222,6 +222,14 @@ class SqliteBackend:
         rows = [dict(r) for r in cur.fetchall()] if cur.description else []
         return Result(rows, cur.rowcount)
 
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Inside a transaction: one statement for many rows."""
+        with self._lock:
+            self.conn.executemany(sql, rows)
+
+    def after_bulk_insert(self, table: str) -> None:
+        """Rows copied in with their ids: SQLite hands out the next id itself."""
+
     def schema_version(self) -> int:
         with self._lock:
             return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -323,7 +331,7 @@ class PostgresBackend:
         options = f"-c lock_timeout={int(busy_timeout_s * 1000)}"
         if read_only:
             options += " -c default_transaction_read_only=on"
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
             "options": options,
@@ -401,6 +409,23 @@ class PostgresBackend:
         cur = conn.execute(query, params)
         rows = cur.fetchall() if cur.description else []
         return Result(list(rows), cur.rowcount)
+
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Inside a transaction: one statement for many rows (pipelined)."""
+        conn, _depth = self._state()
+        with conn.cursor() as cur:
+            cur.executemany(to_pyformat(sql), rows)
+
+    def after_bulk_insert(self, table: str) -> None:
+        """Rows copied in with their ids: move the table's id sequence past them."""
+        if "id" not in self.columns(table):
+            return
+        row = self.execute("SELECT pg_get_serial_sequence(?, 'id') AS seq", (table,)).rows
+        if row and row[0]["seq"]:
+            self.execute(
+                f"SELECT setval(?, (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)",
+                (row[0]["seq"],),
+            )
 
     def _ensure_version_table(self) -> None:
         self.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from flows.store import Store, StoreError, iso, utcnow
+from flows.store import Store, StoreError, iso, user_scope, utcnow
 
 _PREFIX = "takeover:"
 # Kept without a time to live beside the takeover, so that the first turn
@@ -64,7 +64,7 @@ def take(
 ) -> Takeover:
     """Hold the conversation for `staff` (again: renews it). Raises
     `TakeoverHeldError` while someone else holds it."""
-    with store.transaction():
+    with store.transaction(scope=user_scope(channel, user_id)):
         held = current(store, channel, user_id)
         if held is not None and held.staff != staff:
             raise TakeoverHeldError(f"the conversation is held by {held.staff}")
@@ -85,7 +85,7 @@ def touch(store: Store, channel: str, user_id: str) -> Takeover | None:
 
 def release(store: Store, channel: str, user_id: str) -> Takeover | None:
     """Give the conversation back to the bot; returns what was held."""
-    with store.transaction():
+    with store.transaction(scope=user_scope(channel, user_id)):
         held = current(store, channel, user_id)
         store.kv_delete(_key(channel, user_id))
         store.kv_delete(_MARK + f"{channel}:{user_id}")

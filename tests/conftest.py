@@ -59,6 +59,19 @@ def core(tmp_path: Path, nlu_parser: Parser, model_dir: Path) -> Iterator[Core]:
     built.close()
 
 
+@pytest.fixture
+def pg_core(pg_server: PgServer, nlu_parser: Parser, model_dir: Path) -> Iterator[Core]:
+    """A real Core on a fresh PostgreSQL database."""
+    settings = Settings(
+        db_path=pg_server.fresh_database(),
+        data_dir=default_data_dir(),
+        nlu=NluSettings(model_dir=model_dir),
+    )
+    built = build_core(settings, parser=nlu_parser, inline_outbox=frozenset({"shell", "test"}))
+    yield built
+    built.close()
+
+
 @dataclass
 class Chat:
     """A collecting channel: `say` sends one message as a user and returns the

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -134,3 +135,14 @@ class PgServer:
                     break
                 except OSError:
                     time.sleep(0.2)
+
+
+def database_text(store: Any) -> str:
+    """Every value of every row of every table of a store, as text (both
+    backends): what "never stored" is checked against on PostgreSQL, whose
+    files belong to the server."""
+    return "\n".join(
+        repr(sorted(row.items()))
+        for t in store.tables()
+        for row in store._rows(f"SELECT * FROM {t}")
+    )

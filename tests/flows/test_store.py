@@ -27,6 +27,7 @@ from flows.store import (
     Store,
     TicketNotFoundError,
 )
+from tests.pg_server import database_text
 
 TICKET_ID = re.compile(r"^TX(\d{6})-(\d{4})$")
 
@@ -387,15 +388,6 @@ def test_processed_messages(store: Store) -> None:
 
 
 # -- privacy --------------------------------------------------------------
-
-
-def database_text(store: Store) -> str:
-    """Every value of every row of every table, as text (both backends)."""
-    return "\n".join(
-        repr(sorted(row.items()))
-        for t in store.tables()
-        for row in store._rows(f"SELECT * FROM {t}")
-    )
 
 
 def test_forget_user_keeps_anonymised_tickets_and_removes_personal_data(

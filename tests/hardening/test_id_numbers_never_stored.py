@@ -3,7 +3,7 @@ logged: a generator writes valid ID numbers the way people type them (grouped by
 dashes, spaces or dots, after an "ID" label, run into a phone number, with a
 lower-case x, in full-width digits), a real dispatcher handles them through a
 mediation form to a ticket, and no stored byte of the SQLite file or its WAL,
-and no log line, holds the number."""
+no row of a PostgreSQL database, and no log line, holds the number."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot.app import Core
 from flows.messages import IncomingMessage
 from nlu.entities import extract_id_numbers, mask_personal_data
+from tests.pg_server import database_text
 
 PROVINCES = ("11", "12", "31", "44", "50", "65", "82")
 
@@ -112,6 +113,34 @@ def test_every_common_writing_is_found() -> None:
 def test_no_written_id_number_reaches_any_stored_byte_or_log(
     core: Core, data: st.DataObject
 ) -> None:
+    stored, logged, secrets = _one_resident(core, data)
+    for secret in secrets:
+        assert secret.encode() not in stored, f"{secret!r} is stored"
+        assert secret not in logged, f"{secret!r} is logged"
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_no_written_id_number_reaches_any_postgresql_row_or_log(
+    pg_core: Core, data: st.DataObject
+) -> None:
+    _stored, logged, secrets = _one_resident(pg_core, data, file=False)
+    rows = database_text(pg_core.store)
+    assert "王芳" in rows  # the form's other details are there to be found
+    for secret in secrets:
+        assert secret not in rows, f"{secret!r} is in a row"
+        assert secret not in logged, f"{secret!r} is logged"
+
+
+def _one_resident(
+    core: Core, data: st.DataObject, *, file: bool = True
+) -> tuple[bytes, str, list[str]]:
+    """One resident files a mediation request with an ID number written some
+    way; what is stored (SQLite's bytes), what was logged, what must be in neither."""
     number = data.draw(id_numbers())
     typed = data.draw(written(number))
     user = f"u{abs(hash(typed)) % 10**9}"
@@ -136,8 +165,5 @@ def test_no_written_id_number_reaches_any_stored_byte_or_log(
     finally:
         root.removeHandler(collect)
         root.setLevel(old_level)
-    stored = _stored_bytes(core)
-    logged = "\n".join(collect.lines)
-    for secret in _secret_parts(number, typed):
-        assert secret.encode() not in stored, f"{secret!r} (typed {typed!r}) is stored"
-        assert secret not in logged, f"{secret!r} (typed {typed!r}) is logged"
+    stored = _stored_bytes(core) if file else b""
+    return stored, "\n".join(collect.lines), _secret_parts(number, typed)

@@ -40,7 +40,7 @@ from bot.channels.body import read_limited_body
 from bot.channels.outbox import Backoff
 from bot.channels.wechat.crypto import SafeModeCrypto
 from bot.channels.wechat.delivery import OutboxWorker
-from bot.channels.wechat.late import LateLedger
+from bot.channels.wechat.late import LateLedger, message_scope
 from bot.channels.wechat.render import join_replies, split_text, text_reply_xml
 from bot.channels.wechat.security import (
     MAX_CLOCK_SKEW_S,
@@ -497,7 +497,7 @@ class WeChatChannel:
     def _claim_passive(self, key: str, nonce: tuple[str, str] | None = None) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier
         attempt (in any process) queued them for the outbox."""
-        with self.store.transaction():
+        with self.store.transaction(scope=message_scope(key)):
             self._remember_nonce(nonce)
             if self.store.kv_get(_queued_key(key)) is not None:
                 return False
@@ -515,7 +515,7 @@ class WeChatChannel:
     ) -> None:
         """The outbox delivers, unless another attempt already queued them or
         (`unless_answered`) answered them in its HTTP response."""
-        with self.store.transaction():
+        with self.store.transaction(scope=message_scope(key)):
             self._remember_nonce(nonce)
             self.late.done(key)
             if self.store.kv_get(_queued_key(key)) is not None:
@@ -527,7 +527,7 @@ class WeChatChannel:
                 self.store.enqueue(CHANNEL, user_id, part)
 
     def _queue_rest(self, key: str, user_id: str, rest: list[str]) -> None:
-        with self.store.transaction():
+        with self.store.transaction(scope=message_scope(key)):
             if self.store.kv_get(_rest_key(key)) is not None:
                 return  # a retry: the rest is already on its way
             self.store.kv_set(_rest_key(key), "1", ttl_s=MARKER_TTL_S)

@@ -45,6 +45,12 @@ def message_from_json(raw: str) -> IncomingMessage:
     return IncomingMessage(**{k: v for k, v in data.items() if k in known})
 
 
+def message_scope(key: str) -> str:
+    """The transaction scope of one WeChat message's delivery markers: its
+    attempts (WeChat's retries, on any host) take turns on them."""
+    return f"wechat:msg:{key}"
+
+
 class LateLedger:
     """The records of late turns, and this process's heartbeat. Blocking:
     call from a worker thread."""
@@ -56,7 +62,7 @@ class LateLedger:
     def record(self, msg: IncomingMessage, *, unless: str) -> None:
         """Keep `msg` until its replies are queued, unless key `unless` (the
         queued marker) shows they already are."""
-        with self.store.transaction():
+        with self.store.transaction(scope=message_scope(msg.message_id or "")):
             if self.store.kv_get(unless) is not None:
                 return
             entry = {"owner": self.owner, "user_id": msg.user_id, "message": message_to_json(msg)}
