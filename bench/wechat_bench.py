@@ -9,6 +9,13 @@ does not share its event loop.
     .venv/bin/python bench/wechat_bench.py --users 200 --rate 500
     .venv/bin/python bench/wechat_bench.py --rate 2000   # find the ceiling
     .venv/bin/python bench/wechat_bench.py --workers 2 --mode safe
+    .venv/bin/python bench/wechat_bench.py --hosts 2 --backend both   # SQLite vs PostgreSQL
+
+`--hosts N` runs N servers on N ports, as behind a load balancer: each merchant
+talks to one host and WeChat's retries of its messages land on the next one.
+`--backend postgresql` starts a private PostgreSQL server (Debian's binaries,
+as the tests do) with crash-safe settings; `both` runs SQLite, then PostgreSQL,
+and prints them side by side.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import os
 import random
 import secrets
 import socket
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -171,7 +177,7 @@ def conversation(user: int, round_: int) -> list[str]:
 async def merchant(
     user: int,
     args: argparse.Namespace,
-    port: int,
+    ports: list[int],
     signer: Signer,
     results: Results,
     rng: random.Random,
@@ -183,7 +189,8 @@ async def merchant(
     answer does not slow the offered load, it only delays this user's next turn).
     The random phase keeps merchants at different steps of their forms, as real
     users are, instead of all sending their opening message in the same instant."""
-    conn, retry_conn = Connection(port), Connection(port)
+    home = user % len(ports)
+    conn, retry_conn = Connection(ports[home]), Connection(ports[(home + 1) % len(ports)])
     openid = f"oBench{user:022d}"
     interval = args.users / args.rate
     phase = rng.uniform(0, STEPS * interval)
@@ -236,14 +243,14 @@ async def merchant(
         retry_conn.close()
 
 
-async def load(port: int, args: argparse.Namespace, results: Results) -> float:
+async def load(ports: list[int], args: argparse.Namespace, results: Results) -> float:
     signer = Signer(args.mode)
     rng = random.Random(args.seed)
     msg_ids = [10**16]
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            merchant(u, args, port, signer, results, rng, msg_ids, started)
+            merchant(u, args, ports, signer, results, rng, msg_ids, started)
             for u in range(args.users)
         )
     )
@@ -277,62 +284,59 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=200, help="concurrent merchants")
-    parser.add_argument("--rounds", type=int, default=3, help="applications per merchant")
-    parser.add_argument(
-        "--rate", type=float, default=500.0, help="offered messages/s, retries not counted"
-    )
-    parser.add_argument("--retries", type=float, default=0.10, help="share of messages re-sent")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (one port)")
-    parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds also reported apart (default 2)"
-    )
-    parser.add_argument("--timeline", action="store_true", help="latency per second of the run")
-    parser.add_argument("--db", help="SQLite file (default: a new temporary one)")
-    args = parser.parse_args()
+def start_postgres() -> tuple[Any, str]:
+    """A private PostgreSQL server for the run, crash-safe (fsync on); commits
+    do not wait for the disk (synchronous_commit=off), as SQLite's WAL with
+    synchronous=NORMAL does not either."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pg_server import PgServer
 
-    tmp = tempfile.mkdtemp(prefix="wechat-bench-")
-    db = args.db or str(Path(tmp) / "bench.db")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
+    server = PgServer(durable=True)
+    server.admin("ALTER SYSTEM SET synchronous_commit = off")
+    server.admin("SELECT pg_reload_conf()")
+    return server, server.empty_database()
+
+
+def run(args: argparse.Namespace, db: str, label: str) -> dict[str, Any]:
+    """One load run against `args.hosts` hosts x `args.workers` processes on `db`."""
     ctx = multiprocessing.get_context("fork")
-    procs = []
-    for _ in range(args.workers):
-        ready = ctx.Event()
-        proc = ctx.Process(target=serve, args=(sock, db, args.mode, ready), daemon=True)
-        proc.start()
-        procs.append(proc)
-    print(f"server pids: {' '.join(str(p.pid) for p in procs)}", flush=True)
-    wait_healthy(port)
-    print("server ready", flush=True)
+    procs, ports = [], []
+    for _ in range(args.hosts):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        ports.append(sock.getsockname()[1])
+        for _ in range(args.workers):
+            ready = ctx.Event()
+            proc = ctx.Process(target=serve, args=(sock, db, args.mode, ready), daemon=True)
+            proc.start()
+            procs.append(proc)
+            if label == "postgresql" and len(procs) == 1:
+                wait_healthy(ports[0])  # the first creates the schema
+    print(f"[{label}] server pids: {' '.join(str(p.pid) for p in procs)}", flush=True)
+    for port in ports:
+        wait_healthy(port)
     time.sleep(0.5)  # let every worker finish loading
 
     results = Results()
     server_cpu0 = [cpu_seconds(p.pid) for p in procs]
     client_cpu0 = time.process_time()
-    elapsed = asyncio.run(load(port, args, results))
+    elapsed = asyncio.run(load(ports, args, results))
     client_cpu = time.process_time() - client_cpu0
     server_cpu = [cpu_seconds(p.pid) - c0 for p, c0 in zip(procs, server_cpu0, strict=True)]
     for proc in procs:
         proc.terminate()
         proc.join(10)
 
-    conn = sqlite3.connect(db)
-    rows = conn.execute(
-        "SELECT phone, COUNT(*) FROM tickets WHERE channel = 'wechat' GROUP BY phone"
-    ).fetchall()
-    conn.close()
+    from flows.store import Store
+
+    store = Store(db)
+    phones: dict[str, int] = {}
+    for ticket in store.list_tickets(channel="wechat"):
+        phones[ticket.phone or ""] = phones.get(ticket.phone or "", 0) + 1
+    store.close()
     expected = args.users * args.rounds
-    created = sum(n for _, n in rows)
-    duplicates = sum(n - 1 for _, n in rows if n > 1)
-    lost = expected - len(rows)
     n = len(results.latencies)
     first = min(results.sent_at)
     steady = [
@@ -340,26 +344,48 @@ def main() -> int:
         for t0, lat in zip(results.sent_at, results.latencies, strict=True)
         if t0 - first >= args.warmup
     ]
-    print(f"server: {args.workers} uvicorn process(es), mode {args.mode}, pid {os.getpid()}")
+    figures = {
+        "label": label,
+        "requests": n,
+        "retries": results.retries,
+        "elapsed": elapsed,
+        "throughput": n / elapsed,
+        "p50": statistics.median(results.latencies) * 1000,
+        "p99": percentile(results.latencies, 0.99) * 1000,
+        "max": max(results.latencies) * 1000,
+        "steady_p99": percentile(steady, 0.99) * 1000 if steady else float("nan"),
+        "server_cpu": sum(server_cpu) / elapsed,
+        "client_cpu": client_cpu / elapsed,
+        "expected": expected,
+        "created": sum(phones.values()),
+        "lost": expected - len(phones),
+        "duplicated": sum(k - 1 for k in phones.values() if k > 1),
+        "late": results.late,
+        "mismatches": results.retry_mismatches,
+        "errors": len(results.errors),
+    }
+    print(f"[{label}] {args.hosts} host(s) x {args.workers} process(es), mode {args.mode}")
     print(f"users {args.users}, rounds {args.rounds}, requests {n} ({results.retries} retries)")
     print(
         f"offered {args.rate:.0f} messages/s; elapsed {elapsed:.2f} s, "
         f"throughput {n / elapsed:.0f} messages/s (retries included)"
     )
     print(
-        f"latency (all) p50 {statistics.median(results.latencies) * 1000:.1f} ms, "
-        f"p99 {percentile(results.latencies, 0.99) * 1000:.1f} ms, "
-        f"max {max(results.latencies) * 1000:.1f} ms"
+        f"latency (all) p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
+        f"max {figures['max']:.1f} ms"
     )
     if steady:
         print(
             f"after the first {args.warmup:.0f} s (ramp-up, cold caches): "
             f"p50 {statistics.median(steady) * 1000:.1f} ms, "
-            f"p99 {percentile(steady, 0.99) * 1000:.1f} ms ({len(steady)} requests)"
+            f"p99 {figures['steady_p99']:.1f} ms ({len(steady)} requests)"
         )
     busy = ", ".join(f"{c / elapsed:.0%}" for c in server_cpu)
-    print(f"CPU: server {busy} of a core, load client {client_cpu / elapsed:.0%}")
-    print(f"tickets expected {expected}, created {created}, lost {lost}, duplicated {duplicates}")
+    print(f"CPU: servers {busy} of a core, load client {client_cpu / elapsed:.0%}")
+    print(
+        f"tickets expected {expected}, created {figures['created']}, lost {figures['lost']}, "
+        f"duplicated {figures['duplicated']}"
+    )
     print(
         f"late replies (answered 'success') {results.late}, "
         f"retry replies differing {results.retry_mismatches}, errors {len(results.errors)}"
@@ -376,8 +402,71 @@ def main() -> int:
             )
     for error in sorted(set(results.errors))[:5]:
         print(f"  error: {error}")
-    ok = lost == 0 and duplicates == 0 and not results.errors and not results.retry_mismatches
-    return 0 if ok else 1
+    return figures
+
+
+def side_by_side(runs: list[dict[str, Any]]) -> None:
+    rows = (
+        ("throughput, msg/s", "throughput", "{:.0f}"),
+        ("p50, ms", "p50", "{:.1f}"),
+        ("p99, ms", "p99", "{:.1f}"),
+        ("p99 after warm-up, ms", "steady_p99", "{:.1f}"),
+        ("server CPU, cores", "server_cpu", "{:.2f}"),
+        ("tickets lost", "lost", "{}"),
+        ("tickets duplicated", "duplicated", "{}"),
+        ("retry replies differing", "mismatches", "{}"),
+        ("late replies", "late", "{}"),
+        ("errors", "errors", "{}"),
+    )
+    print()
+    print(f"{'':<26}" + "".join(f"{r['label']:>14}" for r in runs))
+    for title, key, fmt in rows:
+        print(f"{title:<26}" + "".join(f"{fmt.format(r[key]):>14}" for r in runs))
+
+
+def ok(figures: dict[str, Any]) -> bool:
+    return not (
+        figures["lost"] or figures["duplicated"] or figures["errors"] or figures["mismatches"]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="concurrent merchants")
+    parser.add_argument("--rounds", type=int, default=3, help="applications per merchant")
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="offered messages/s, retries not counted"
+    )
+    parser.add_argument("--retries", type=float, default=0.10, help="share of messages re-sent")
+    parser.add_argument("--workers", type=int, default=1, help="server processes per host")
+    parser.add_argument("--hosts", type=int, default=1, help="servers on separate ports")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds also reported apart (default 2)"
+    )
+    parser.add_argument("--timeline", action="store_true", help="latency per second of the run")
+    parser.add_argument("--db", help="SQLite file or PostgreSQL URL (default: a new one)")
+    args = parser.parse_args()
+
+    runs = []
+    for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
+        server = None
+        if args.db:
+            db = args.db
+        elif backend == "sqlite":
+            db = str(Path(tempfile.mkdtemp(prefix="wechat-bench-")) / "bench.db")
+        else:
+            server, db = start_postgres()
+        try:
+            runs.append(run(args, db, backend))
+        finally:
+            if server is not None:
+                server.stop()
+    if len(runs) > 1:
+        side_by_side(runs)
+    return 0 if all(ok(r) for r in runs) else 1
 
 
 if __name__ == "__main__":

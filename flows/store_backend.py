@@ -17,6 +17,7 @@ turns run in parallel on several hosts while one resident's stay in order.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -311,6 +312,12 @@ def pg_ddl(statement: str) -> str:
     return "".join(parts)
 
 
+def lock_key(scope: str | None) -> int:
+    """A scope's advisory-lock key: a signed 64-bit hash, the same on every host."""
+    digest = hashlib.blake2b((scope or DEFAULT_SCOPE).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class PostgresBackend:
     """A PostgreSQL database through a psycopg connection pool. A transaction
     holds one pooled connection for its thread; a statement outside one
@@ -380,10 +387,9 @@ class PostgresBackend:
         conn = self.pool.getconn()
         self._local.conn, self._local.depth = conn, 1
         try:
-            conn.execute("BEGIN")
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (scope or DEFAULT_SCOPE,)
-            )
+            # One round trip: the lock's key is a literal, so that both go as
+            # one simple query.
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(scope)})")
             yield
             conn.execute("COMMIT")
         except BaseException:
