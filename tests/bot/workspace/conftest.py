@@ -35,10 +35,15 @@ ACCOUNTS: dict[str, tuple[str, str | None]] = {
 
 
 @pytest.fixture
-def ws_core(tmp_path: Path, nlu_parser: Parser) -> Iterator[Core]:
-    settings = Settings(
-        db_path=tmp_path / "tongxin.db", data_dir=default_data_dir(), secret_key=SECRET
-    )
+def ws_db(tmp_path: Path) -> str | Path:
+    """The workspace's database: a SQLite file (test_workspace_api.py runs on
+    both backends by overriding this with `db_target`)."""
+    return tmp_path / "tongxin.db"
+
+
+@pytest.fixture
+def ws_core(ws_db: str | Path, nlu_parser: Parser) -> Iterator[Core]:
+    settings = Settings(db_path=ws_db, data_dir=default_data_dir(), secret_key=SECRET)
     core = build_core(settings, parser=nlu_parser, inline_outbox=frozenset({"shell"}))
     ws = WorkspaceStore(core.store)
     routing = load_routing(settings.data_dir)

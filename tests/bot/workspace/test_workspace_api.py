@@ -1,10 +1,12 @@
 """The workspace's JSON API with real HTTP (httpx via Starlette's TestClient)
-against the real app on a temp SQLite file: every route, every role."""
+against the real app, on a temp SQLite file and on a PostgreSQL database:
+every route, every role."""
 
 from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,11 @@ POST_ROUTES = (
     ("/staff/api/tickets/{t}/takeover", {}),
     ("/staff/api/tickets/{t}/handback", {}),
 )
+
+
+@pytest.fixture
+def ws_db(db_target: str | Path) -> str | Path:
+    return db_target
 
 
 def outbox_texts(core: Core, user_id: str) -> list[str]:
