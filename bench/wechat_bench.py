@@ -279,6 +279,22 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds(server: Any) -> float:
+    """CPU time of a PostgreSQL server: the postmaster and every backend it forked."""
+    if server is None:
+        return 0.0
+    root = int((server.data / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(root)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -297,7 +313,7 @@ def start_postgres() -> tuple[Any, str]:
     return server, server.empty_database()
 
 
-def run(args: argparse.Namespace, db: str, label: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, db: str, label: str, pg: Any = None) -> dict[str, Any]:
     """One load run against `args.hosts` hosts x `args.workers` processes on `db`."""
     ctx = multiprocessing.get_context("fork")
     procs, ports = [], []
@@ -321,9 +337,11 @@ def run(args: argparse.Namespace, db: str, label: str) -> dict[str, Any]:
 
     results = Results()
     server_cpu0 = [cpu_seconds(p.pid) for p in procs]
+    db_cpu0 = postgres_cpu_seconds(pg)
     client_cpu0 = time.process_time()
     elapsed = asyncio.run(load(ports, args, results))
     client_cpu = time.process_time() - client_cpu0
+    db_cpu = postgres_cpu_seconds(pg) - db_cpu0
     server_cpu = [cpu_seconds(p.pid) - c0 for p, c0 in zip(procs, server_cpu0, strict=True)]
     for proc in procs:
         proc.terminate()
@@ -356,6 +374,8 @@ def run(args: argparse.Namespace, db: str, label: str) -> dict[str, Any]:
         "steady_p99": percentile(steady, 0.99) * 1000 if steady else float("nan"),
         "server_cpu": sum(server_cpu) / elapsed,
         "client_cpu": client_cpu / elapsed,
+        "db_cpu": db_cpu / elapsed,
+        "per_db_core": (n / db_cpu) if db_cpu else float("nan"),
         "expected": expected,
         "created": sum(phones.values()),
         "lost": expected - len(phones),
@@ -381,7 +401,10 @@ def run(args: argparse.Namespace, db: str, label: str) -> dict[str, Any]:
             f"p99 {figures['steady_p99']:.1f} ms ({len(steady)} requests)"
         )
     busy = ", ".join(f"{c / elapsed:.0%}" for c in server_cpu)
-    print(f"CPU: servers {busy} of a core, load client {client_cpu / elapsed:.0%}")
+    print(
+        f"CPU: servers {busy} of a core, load client {client_cpu / elapsed:.0%}"
+        + (f", PostgreSQL {db_cpu / elapsed:.0%}" if pg is not None else "")
+    )
     print(
         f"tickets expected {expected}, created {figures['created']}, lost {figures['lost']}, "
         f"duplicated {figures['duplicated']}"
@@ -412,6 +435,8 @@ def side_by_side(runs: list[dict[str, Any]]) -> None:
         ("p99, ms", "p99", "{:.1f}"),
         ("p99 after warm-up, ms", "steady_p99", "{:.1f}"),
         ("server CPU, cores", "server_cpu", "{:.2f}"),
+        ("database CPU, cores", "db_cpu", "{:.2f}"),
+        ("msg/s per database core", "per_db_core", "{:.0f}"),
         ("tickets lost", "lost", "{}"),
         ("tickets duplicated", "duplicated", "{}"),
         ("retry replies differing", "mismatches", "{}"),
@@ -460,7 +485,7 @@ def main() -> int:
         else:
             server, db = start_postgres()
         try:
-            runs.append(run(args, db, backend))
+            runs.append(run(args, db, backend, server))
         finally:
             if server is not None:
                 server.stop()

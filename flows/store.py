@@ -431,6 +431,12 @@ class Store:
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> Result:
         return self.backend.execute(sql, params)
 
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """A write whose outcome is not read: inside a PostgreSQL transaction it
+        goes out with the next statement that is (one round trip fewer); an
+        error in it fails the transaction all the same."""
+        self.backend.execute(sql, params, wait=False)
+
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return self.backend.execute(sql, params).rows
 
@@ -542,7 +548,7 @@ class Store:
         note: str | None,
         at: str,
     ) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO ticket_events(ticket_id, at, actor, action, from_status, to_status, note)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (ticket_id, at, actor, action, from_status, to_status, note),
@@ -742,7 +748,7 @@ class Store:
     def save_conversation(
         self, channel: str, user_id: str, state: dict[str, Any], state_version: int
     ) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO conversations(channel, user_id, state, state_version, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(channel, user_id) DO UPDATE SET "
             "state = excluded.state, state_version = excluded.state_version, "
@@ -836,7 +842,7 @@ class Store:
         self, channel: str, user_id: str, direction: str, text: str, intent: str | None = None
     ) -> None:
         """`text` must already be masked by the caller."""
-        self._exec(
+        self._write(
             "INSERT INTO message_log(at, channel, user_id, direction, text, intent) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (iso(utcnow()), channel, user_id, direction, text, intent),
@@ -861,7 +867,7 @@ class Store:
         """Keep a handled platform message's reply (it may hold a form summary,
         so it is tied to the user for `forget_user` and pruned after a day)."""
         now = iso(utcnow())
-        self._exec(
+        self._write(
             "INSERT INTO processed_messages(key, channel, user_id, status, reply, created_at, "
             "updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
             "reply = excluded.reply, updated_at = excluded.updated_at",
@@ -885,14 +891,14 @@ class Store:
 
     def kv_set(self, key: str, value: str, *, ttl_s: float | None = None) -> None:
         expires = time.time() + ttl_s if ttl_s is not None else None
-        self._exec(
+        self._write(
             "INSERT INTO kv(key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
             "SET value = excluded.value, expires_at = excluded.expires_at",
             (key, value, expires),
         )
 
     def kv_delete(self, key: str) -> None:
-        self._exec("DELETE FROM kv WHERE key = ?", (key,))
+        self._write("DELETE FROM kv WHERE key = ?", (key,))
 
     def kv_items(self, prefix: str) -> list[tuple[str, str]]:
         """Unexpired (key, value) rows whose key starts with `prefix`."""
@@ -913,7 +919,7 @@ class Store:
     # -- channel users --------------------------------------------------
 
     def set_subscribed(self, channel: str, user_id: str, subscribed: bool) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO channel_users(channel, user_id, subscribed, updated_at) VALUES "
             "(?, ?, ?, ?) ON CONFLICT(channel, user_id) DO UPDATE SET "
             "subscribed = excluded.subscribed, updated_at = excluded.updated_at",

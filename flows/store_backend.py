@@ -210,7 +210,8 @@ class SqliteBackend:
         finally:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Result:
+    def execute(self, sql: str, params: tuple[Any, ...] = (), *, wait: bool = True) -> Result:
+        """`wait` is for PostgreSQL (see PostgresBackend.transaction)."""
         with self._lock:
             if self._depth == 0 and not _is_read(sql):
                 # A lone write is a transaction of its own, queued like the others.
@@ -385,34 +386,47 @@ class PostgresBackend:
         if before is not None:
             before()
         conn = self.pool.getconn()
-        self._local.conn, self._local.depth = conn, 1
+        # In pipeline mode: writes whose outcome the caller does not read
+        # (`execute(wait=False)`) go out with the next statement that is read,
+        # instead of a round trip each; a failed one fails the commit.
+        piping = conn.pipeline()
+        pipeline = piping.__enter__()
+        self._local.conn, self._local.depth, self._local.pipeline = conn, 1, pipeline
+        piped = True
         try:
-            # One round trip: the lock's key is a literal, so that both go as
-            # one simple query.
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(scope)})")
+            conn.execute("BEGIN")
+            conn.execute(f"SELECT pg_advisory_xact_lock({lock_key(scope)})")
             yield
             conn.execute("COMMIT")
+            piped = False
+            piping.__exit__(None, None, None)
         except BaseException:
+            if piped:
+                with suppress(self._psycopg.Error):
+                    piping.__exit__(None, None, None)
             if not conn.closed:
                 # A broken connection fails here too: the pool replaces it.
                 with suppress(self._psycopg.Error):
                     conn.execute("ROLLBACK")
             raise
         finally:
-            self._local.conn, self._local.depth = None, 0
+            self._local.conn, self._local.depth, self._local.pipeline = None, 0, None
             self.pool.putconn(conn)
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Result:
+    def execute(self, sql: str, params: tuple[Any, ...] = (), *, wait: bool = True) -> Result:
         conn, depth = self._state()
         query = to_pyformat(sql)
         if depth:
-            return self._run(conn, query, params)
+            cur = conn.execute(query, params)
+            if not wait:
+                return Result([], -1)
+            self._local.pipeline.sync()
+            return self._result(cur)
         with self.pool.connection() as conn:
-            return self._run(conn, query, params)
+            return self._result(conn.execute(query, params))
 
     @staticmethod
-    def _run(conn: Any, query: str, params: tuple[Any, ...]) -> Result:
-        cur = conn.execute(query, params)
+    def _result(cur: Any) -> Result:
         rows = cur.fetchall() if cur.description else []
         return Result(list(rows), cur.rowcount)
 
