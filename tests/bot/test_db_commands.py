@@ -15,7 +15,7 @@ import pytest
 
 import flows.store as store_module
 from bot.cli.main import main
-from flows.store import MIGRATIONS, Store
+from flows.store import MIGRATIONS, Store, Ticket
 from tests.pg_server import PASSWORD, PgServer, database_text
 
 FIRST_RELEASE = Path(__file__).parents[1] / "fixtures" / "store_v1.db"
@@ -63,6 +63,18 @@ def test_a_new_file_has_the_first_release_schema_at_version_one(
     assert _schema(tmp_path / "new.db") == _schema(FIRST_RELEASE)
 
 
+def street_light(store: Store, user_id: str) -> Ticket:
+    ticket, _ = store.create_ticket(
+        kind="report_issue",
+        department="网格",
+        channel="wechat",
+        user_id=user_id,
+        phone=None,
+        fields={"what": "路灯坏了"},
+    )
+    return ticket
+
+
 def test_a_postgresql_url_in_db_or_the_environment_is_a_database_not_a_folder(
     pg_server: PgServer,
     tmp_path: Path,
@@ -72,14 +84,7 @@ def test_a_postgresql_url_in_db_or_the_environment_is_a_database_not_a_folder(
     monkeypatch.chdir(tmp_path)
     url = pg_server.fresh_database()
     s = Store(url)
-    ticket, _ = s.create_ticket(
-        kind="report_issue",
-        department="网格",
-        channel="wechat",
-        user_id="oA",
-        phone=None,
-        fields={"what": "路灯坏了"},
-    )
+    ticket = street_light(s, "oA")
     s.close()
     assert main(["tickets", "list", "--json", "--db", url]) == 0
     assert [t["id"] for t in json.loads(capsys.readouterr().out)] == [ticket.id]
@@ -138,14 +143,7 @@ def test_db_copy_sqlite_to_postgresql_and_back_keeps_every_row(
     pg = Store(city)
     assert len(pg.list_tickets()) == 31
     # The city's database goes on handing out ids and ticket numbers after the copied ones.
-    ticket, _ = pg.create_ticket(
-        kind="report_issue",
-        department="网格",
-        channel="wechat",
-        user_id="oNew",
-        phone=None,
-        fields={},
-    )
+    ticket = street_light(pg, "oNew")
     assert ticket.id not in {t.id for t in Store(office, read_only=True).list_tickets()}
     pg.close()
 
