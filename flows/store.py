@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -290,9 +290,12 @@ _SCHEMA_1: tuple[str, ...] = (
 
 # Each step takes the schema from version i to i + 1: plain SQL statements
 # that run on both backends (types TEXT, INTEGER, REAL; PostgreSQL gets its
-# own names for them, see flows.store_backend.pg_ddl). Add new steps at the
-# end; never edit a released one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1,)
+# own names for them, see flows.store_backend.pg_ddl), or a function given the
+# store, for a step that also fills in data (`store.run_ddl` for its DDL,
+# portable `?` SQL for the rest). Both run inside the migration's transaction.
+# Add new steps at the end; never edit a released one.
+MigrationStep = tuple[str, ...] | Callable[["Store"], None]
+MIGRATIONS: tuple[MigrationStep, ...] = (_SCHEMA_1,)
 
 
 class Store:
@@ -467,11 +470,19 @@ class Store:
                     f"up to {len(MIGRATIONS)}. Upgrade tongxin."
                 )
             for step in range(current, len(MIGRATIONS)):
-                for statement in MIGRATIONS[step]:
-                    self._exec(self.backend.ddl(statement))
+                migration = MIGRATIONS[step]
+                if callable(migration):
+                    migration(self)
+                else:
+                    for statement in migration:
+                        self.run_ddl(statement)
                 self.backend.set_schema_version(step + 1)
                 applied.append(step + 1)
         return applied
+
+    def run_ddl(self, statement: str) -> None:
+        """A portable DDL statement, in this backend's column types."""
+        self._exec(self.backend.ddl(statement))
 
     def _migrate(self) -> None:
         self.migrate()

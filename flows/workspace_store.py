@@ -125,7 +125,7 @@ class WorkspaceStore:
         if not set(_TABLES) <= set(store.tables()):
             with store.transaction(scope="tongxin:migrate"):
                 for statement in _SCHEMA:
-                    store._exec(store.backend.ddl(statement))
+                    store.run_ddl(statement)
         self._has_satisfaction = "satisfaction" in store.columns("tickets")
 
     # -- accounts -------------------------------------------------------

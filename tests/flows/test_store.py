@@ -100,6 +100,28 @@ def test_database_from_the_future_is_refused_and_left_alone(tmp_path: Path) -> N
     assert tables(path) == set()
 
 
+def test_a_migration_step_may_fill_in_data_on_both_backends(
+    db_target: str | Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Store(db_target)
+    ticket = new_ticket(s)
+    s.close()
+
+    def add_day(store: Store) -> None:
+        store.run_ddl("ALTER TABLE tickets ADD COLUMN created_day TEXT")
+        for row in store._rows("SELECT id, created_at FROM tickets"):
+            store._exec(
+                "UPDATE tickets SET created_day = ? WHERE id = ?",
+                (row["created_at"][:10], row["id"]),
+            )
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, add_day))
+    s = Store(db_target)
+    assert s.schema_version() == len(MIGRATIONS) + 1
+    assert s._one("SELECT created_day FROM tickets") == {"created_day": ticket.created_at[:10]}
+    s.close()
+
+
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = ("CREATE TABLE half (x INTEGER)", "INSERT INTO no_such_table VALUES (1)")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
