@@ -40,9 +40,6 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_tickets_assignee ON tickets(assignee)",
 )
 
-_TABLES: tuple[str, ...] = ("staff_accounts", "staff_sessions", "volunteer_contacts")
-
-
 class AccountError(StoreError):
     """An account that cannot be created or changed as asked."""
 
@@ -122,10 +119,9 @@ class WorkspaceStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        if not set(_TABLES) <= set(store.tables()):
-            with store.transaction(scope="tongxin:migrate"):
-                for statement in _SCHEMA:
-                    store.run_ddl(statement)
+        with store.transaction(scope="tongxin:migrate"):
+            for statement in _SCHEMA:
+                store.run_ddl(statement)
         self._has_satisfaction = "satisfaction" in store.columns("tickets")
 
     # -- accounts -------------------------------------------------------
