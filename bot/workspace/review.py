@@ -205,6 +205,10 @@ def _routes_api(ctx: Context, desk: ReviewDesk) -> list[Route]:
     ]
 
 
+def _relative(path: Path, data_dir: Path) -> str:
+    return f"{data_dir.name}/{path.relative_to(data_dir)}"
+
+
 def api_routes(ctx: Context, desk: ReviewDesk | None) -> list[Route]:
     return [] if desk is None else _routes_api(ctx, desk)
 
@@ -216,6 +220,8 @@ def page_routes(
     page template needs, `error(status, message)` renders an error page."""
     if desk is None:
         return []
+
+    data_dir = desk.core.settings.data_dir
 
     def review_page(call: Call) -> Response:
         query = call.query
@@ -236,8 +242,8 @@ def page_routes(
             job=desk.job.to_dict(),
             is_admin=call.user.role == "admin",
             heldout=desk.heldout.name,
-            nlu_file=nlu_labels_path(desk.core.settings.data_dir),
-            faq_file=faq_labels_path(desk.core.settings.data_dir),
+            nlu_file=_relative(nlu_labels_path(data_dir), data_dir),
+            faq_file=_relative(faq_labels_path(data_dir), data_dir),
         )
         return HTMLResponse(html)
 
