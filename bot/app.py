@@ -35,6 +35,10 @@ class FaqAnswers:
     def search(self, text: str, k: int = 3) -> list[FaqMatch]:
         return self._index.search(text, k)
 
+    def near_misses(self, text: str, k: int = 3) -> list[FaqMatch]:
+        """The best k entries whatever their score: guesses for the review queue."""
+        return self._index.search(text, k, threshold=float("-inf"))
+
     def ambiguous(self, matches: Sequence[Any]) -> bool:
         return ambiguous(list(matches))
 

@@ -28,7 +28,7 @@ from nlu.classifier import (
 )
 from nlu.evaluate import evaluate_parser
 from nlu.model_versions import DEFAULT_KEEP, archive, make_current
-from nlu.parser import Parser, jieba_version
+from nlu.parser import Parser, jieba_version, parser_for_model
 from nlu.settings import NluSettings
 from nlu.tokenizer import Tokenizer
 from nlu.training import train_from_files
@@ -157,7 +157,9 @@ def gated_train(
         assert before is not None
         archive(current, model_dir, before.to_dict(), keep=keep + 1)
     version = archive(candidate, model_dir, after.to_dict(), keep=keep)
-    make_current(model_dir, version)
+    # Its form-act reader is fitted here, so that a server switching to the
+    # new model (nlu/live_parser.py) finds it ready instead of fitting it.
+    parser_for_model(make_current(model_dir, version), tokenizer, settings)
     reason = "no current model to compare with" if before is None else "not worse on held-out"
     return GateResult(
         True,

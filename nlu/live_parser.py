@@ -59,7 +59,7 @@ class LiveParser:
 
     def parse(self, text: str) -> ParseResult:
         if self._clock() >= self._next_check:
-            self.reload_if_changed()
+            self.reload_if_changed(wait=False)
         return self._parser.parse(text)
 
     def read_act(self, text: str, asked: str, parse: ParseResult) -> list[tuple[str, float]]:
@@ -67,21 +67,29 @@ class LiveParser:
         form_acts = self._parser.form_acts
         return [] if form_acts is None else form_acts.rank(text, asked, parse)
 
-    def reload_if_changed(self) -> bool:
-        """Load the model on disk if it is not the one serving; True when swapped."""
-        with self._lock:
-            self._next_check = self._clock() + self._check_every_s
-            stamp = _stamp(self._metadata)
-            if stamp is None or stamp == self._stamp:
-                return False
-            old = self._parser
-            try:
-                model = load_model(self._metadata.parent)
-                new = parser_for_model(model, old.tokenizer, self._settings, old.remote)
-            except (ModelError, OSError) as exc:
-                log.warning("new NLU model not loaded, the old one keeps serving: %s", exc)
-                return False
-            self._stamp = stamp
-            self._parser = new
-            log.info("NLU model %s loaded", model.metadata.get("version", "(unversioned)"))
-            return True
+    def reload_if_changed(self, *, wait: bool = True) -> bool:
+        """Load the model on disk if it is not the one serving; True when swapped.
+        `wait=False` (a turn) returns at once while another thread is loading."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            return self._reload_locked()
+        finally:
+            self._lock.release()
+
+    def _reload_locked(self) -> bool:
+        self._next_check = self._clock() + self._check_every_s
+        stamp = _stamp(self._metadata)
+        if stamp is None or stamp == self._stamp:
+            return False
+        old = self._parser
+        try:
+            model = load_model(self._metadata.parent)
+            new = parser_for_model(model, old.tokenizer, self._settings, old.remote)
+        except (ModelError, OSError) as exc:
+            log.warning("new NLU model not loaded, the old one keeps serving: %s", exc)
+            return False
+        self._stamp = stamp
+        self._parser = new
+        log.info("NLU model %s loaded", model.metadata.get("version", "(unversioned)"))
+        return True

@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
         "--keep", type=int, default=5, metavar="N", help="with --gate: model versions kept"
     )
     train.set_defaults(handler=cmd_train)
-    from bot.cli import nlu_models_cmds
+    from bot.cli import nlu_models_cmds  # it imports this module
 
     nlu_models_cmds.register(nsub)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.cli.common import CliError, add_command, add_group, data_error
+from bot.cli.nlu_cmds import settings_from_args
 
 if TYPE_CHECKING:
     from nlu.gate import GateResult
@@ -86,8 +87,6 @@ def gated(settings: NluSettings, heldout: str, keep: int) -> int:
 
 
 def _model_dir(args: argparse.Namespace) -> Path:
-    from bot.cli.nlu_cmds import settings_from_args
-
     return settings_from_args(args).resolved_model_dir()
 
 
@@ -118,10 +117,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_use(args: argparse.Namespace) -> int:
     from nlu.model_versions import VersionError, make_current
+    from nlu.parser import parser_for_model
+    from nlu.tokenizer import Tokenizer
 
-    model_dir = _model_dir(args)
+    settings = settings_from_args(args)
+    model_dir = settings.resolved_model_dir()
     try:
-        make_current(model_dir, args.version)
+        model = make_current(model_dir, args.version)
+        # Fitted here rather than by a server on its next turn (nlu/live_parser.py).
+        parser_for_model(
+            model, Tokenizer(settings.userdict, settings.resolved_cache_dir()), settings
+        )
     except VersionError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

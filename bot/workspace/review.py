@@ -37,6 +37,7 @@ from nlu.types import INTENTS
 log = logging.getLogger("tongxin.review")
 
 ACTIONS = ("intent", "faq", "new_faq", "dismiss", "reopen")
+FAQ_GUESS_ROWS = 50
 
 
 @dataclass
@@ -78,6 +79,17 @@ class ReviewDesk:
         if status is not None and status not in STATUSES:
             raise StaffInputError(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
         return self.queue.items(kind=kind, status=status)
+
+    def faq_guesses(self, items: list[ReviewItem]) -> dict[str, list[tuple[str, float]]]:
+        """The FAQ entries nearest to each unanswered question (below the answer
+        threshold, or they would have answered): computed for the page, not on
+        the resident's turn. Only the first `FAQ_GUESS_ROWS` rows."""
+        guesses = {}
+        for item in items[:FAQ_GUESS_ROWS]:
+            if item.kind == "faq":
+                near = self.core.faq.near_misses(item.text, 2)
+                guesses[item.key] = [(m.id, float(m.score)) for m in near]
+        return guesses
 
     def faq_entries(self) -> list[tuple[str, str]]:
         return [(e.id, e.questions[0]) for e in self.core.faq.base.entries]
@@ -227,9 +239,11 @@ def page_routes(
         query = call.query
         kind = query.get("kind", "")
         status = query.get("status", "open")
+        items = desk.items(query)
         html = env.get_template("review.html").render(
             **base(call),
-            items=desk.items(query),
+            items=items,
+            faq_guesses=desk.faq_guesses(items),
             counts=desk.queue.counts(),
             kind=kind,
             status=status,

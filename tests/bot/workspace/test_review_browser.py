@@ -70,6 +70,8 @@ def test_review_page_label_retrain_and_roll_back(rcore: Core, live_review: str) 
         assert rows.count() >= 3
         assert rows.first.locator("td.text").inner_text() == "残疾证怎么办理"
         assert rows.first.locator("td").first.inner_text() == "3"
+        # The nearest FAQ entries (below the answer threshold) are shown as guesses.
+        assert rows.first.locator("td.guesses .faq-guess").count() == 2
         assert viewer.locator("button.label-as").count() == 0  # a viewer reads only
         assert viewer.locator("#retrain").count() == 0
         assert ID_NUMBER not in viewer.content() and PHONE not in viewer.content()
