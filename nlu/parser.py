@@ -170,6 +170,7 @@ def ensure_model(
     data_files = settings.training_files()
     data_available = bool(data_files) and all(p.is_file() for p in data_files)
     extra = fingerprint_extras(settings.userdict, feature_config)
+    data_hash = data_fingerprint(data_files, extra) if data_available else None
 
     error: type[ModelError]
     try:
@@ -187,7 +188,7 @@ def ensure_model(
             )
         elif (
             data_available
-            and metadata.get("data_hash") != data_fingerprint(data_files, extra)
+            and metadata.get("data_hash") != data_hash
             and not only_labels_changed(metadata, settings, extra)
         ):
             reason, error = (
@@ -201,9 +202,16 @@ def ensure_model(
             reason, error = f"NLU model in {model_dir} used other feature settings", ModelStaleError
         else:
             try:
-                return load_model(model_dir, metadata)
+                model = load_model(model_dir, metadata)
             except ModelIncompatibleError as exc:
                 reason, error = str(exc), ModelIncompatibleError
+            else:
+                if notify is not None and data_available and metadata.get("data_hash") != data_hash:
+                    notify(
+                        "labels from the review queue are not in the NLU model yet: run "
+                        "`tongxin nlu train --gate` (or the button on /staff/review)"
+                    )
+                return model
     if not (data_available and settings.auto_train):
         why = "no training data found" if not data_available else "automatic training is off"
         raise error(f"{reason}; {why}: run `tongxin nlu train`")
