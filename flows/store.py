@@ -288,6 +288,16 @@ _SCHEMA_1: tuple[str, ...] = (
     ' "updated_at" TEXT, PRIMARY KEY ("channel", "user_id"))',
 )
 
+# Version 2: the review queue (flows/review.py), one row per distinct masked message.
+_SCHEMA_2: tuple[str, ...] = (
+    "CREATE TABLE review_items ("
+    " key TEXT PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL,"
+    " count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
+    " guesses TEXT NOT NULL, status TEXT NOT NULL, label_kind TEXT, label TEXT,"
+    " labelled_by TEXT, labelled_at TEXT)",
+    "CREATE INDEX ix_review_items_status ON review_items(status, count)",
+)
+
 # Each step takes the schema from version i to i + 1: plain SQL statements
 # that run on both backends (types TEXT, INTEGER, REAL; PostgreSQL gets its
 # own names for them, see flows.store_backend.pg_ddl), or a function given the
@@ -295,7 +305,7 @@ _SCHEMA_1: tuple[str, ...] = (
 # portable `?` SQL for the rest). Both run inside the migration's transaction.
 # Add new steps at the end; never edit a released one.
 MigrationStep = tuple[str, ...] | Callable[["Store"], None]
-MIGRATIONS: tuple[MigrationStep, ...] = (_SCHEMA_1,)
+MIGRATIONS: tuple[MigrationStep, ...] = (_SCHEMA_1, _SCHEMA_2)
 
 
 class Store:

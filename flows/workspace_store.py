@@ -40,6 +40,7 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_tickets_assignee ON tickets(assignee)",
 )
 
+
 class AccountError(StoreError):
     """An account that cannot be created or changed as asked."""
 
