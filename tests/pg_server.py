@@ -111,6 +111,7 @@ class PgServer:
             from flows.store import Store
             from flows.workspace_store import WorkspaceStore
 
+            self.admin(f"DROP DATABASE IF EXISTS {TEMPLATE}")
             self.admin(f"CREATE DATABASE {TEMPLATE}")
             store = Store(self.url(TEMPLATE))
             WorkspaceStore(store)
