@@ -956,6 +956,15 @@ class Store:
             (iso(utcnow()), channel, user_id, direction, text, intent),
         )
 
+    def last_message_at(self, channel: str, user_id: str, *, direction: str = "in") -> str | None:
+        """When the newest logged message of a user went in (or out); None if none."""
+        row = self._one(
+            "SELECT MAX(at) AS at FROM message_log WHERE channel = ? AND user_id = ? "
+            "AND direction = ?",
+            (channel, user_id, direction),
+        )
+        return None if row is None or row["at"] is None else str(row["at"])
+
     def message_log(self, channel: str, user_id: str) -> list[dict[str, Any]]:
         return self._rows(
             "SELECT * FROM message_log WHERE channel = ? AND user_id = ? ORDER BY id",

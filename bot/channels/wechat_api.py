@@ -158,6 +158,14 @@ class WeChatApi:
         """One customer-service text message (the caller keeps it within 2,048 bytes)."""
         self._with_token(lambda: self._client.message.send_text(openid, text))
 
+    def send_template(
+        self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None
+    ) -> None:
+        """One template message (message/template/send): allowed outside the 48-hour window."""
+        self._with_token(
+            lambda: self._client.message.send_template(openid, template_id, data, url=url)
+        )
+
     def create_menu(self, menu: dict[str, Any]) -> None:
         self._with_token(lambda: self._client.menu.create(menu))
 

@@ -49,6 +49,7 @@ from bot.channels.wechat.security import (
     verify_fresh,
     verify_signature,
 )
+from bot.channels.wechat.templates import TicketTemplates, load_templates
 from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
 from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
 from bot.channels.wechat_api import WeChatApi
@@ -157,7 +158,13 @@ class WeChatChannel:
             if config.appid and config.secret
             else None
         )
-        self.worker = OutboxWorker(self.store, self.api, backoff=backoff) if self.api else None
+        book = load_templates(settings.data_dir)
+        self.templates = TicketTemplates(self.store, core.replies, book)
+        self.worker = (
+            OutboxWorker(self.store, self.api, backoff=backoff, templates=self.templates)
+            if self.api
+            else None
+        )
         self._turns: dict[str, _Turn] = {}
         self._late: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
