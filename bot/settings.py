@@ -34,6 +34,15 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} must be an http(s):// URL")
+    return raw.rstrip("/")
+
+
 def _db_from_env(env: Mapping[str, str]) -> Path:
     explicit = env.get("TONGXIN_DB", "").strip()
     return Path(explicit) if explicit else default_db_path()
@@ -68,6 +77,10 @@ class Settings:
     session_hours: float = 12.0
     overdue_hours: float = 72.0
     takeover_idle_minutes: float = 15.0
+    # A WeCom group robot's webhook: staff notices are posted there.
+    wecom_webhook_url: str | None = None
+    # Where staff reach the workspace from outside (https://host): links in notices.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -135,5 +148,7 @@ class Settings:
             staff_chat_id=opt("TONGXIN_STAFF_CHAT_ID"),
             staff_user_ids=frozenset(staff_ids),
             secret_key=opt("TONGXIN_SECRET_KEY"),
+            wecom_webhook_url=_url(env, "TONGXIN_WECOM_WEBHOOK_URL"),
+            public_url=_url(env, "TONGXIN_PUBLIC_URL"),
             **workspace,
         )

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -721,6 +721,26 @@ class Store:
             params += (action,)
         rows = self._rows(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [TicketEvent(**r) for r in rows]
+
+    def events_with_actions_after(
+        self, event_id: int, actions: Sequence[str], *, limit: int = 100
+    ) -> list[TicketEvent]:
+        """Like `events_after`, for several actions at once (staff notices:
+        created, overdue, handoff)."""
+        if not actions:
+            return []
+        marks = ", ".join("?" * len(actions))
+        rows = self._rows(
+            f"SELECT * FROM ticket_events WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT ?",
+            (event_id, *actions, limit),
+        )
+        return [TicketEvent(**r) for r in rows]
+
+    def add_ticket_event(
+        self, ticket_id: str, *, actor: str, action: str, note: str | None = None
+    ) -> None:
+        """An audit event that moves nothing (a resident asking again for a person)."""
+        self._add_event(ticket_id.strip().upper(), actor, action, None, None, note, iso(utcnow()))
 
     def last_event_id(self) -> int:
         """The id of the newest ticket event (0 when there is none)."""

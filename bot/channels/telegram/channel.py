@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -73,7 +74,6 @@ from bot.channels.telegram.staff_chat import (
     CURSOR_KEY,
     STAFF_LEASE_KEY,
     apply_staff_press,
-    read_cursor,
     staff_keyboard,
     staff_post_text,
 )
@@ -90,9 +90,10 @@ from bot.channels.telegram.translate import (
     to_incoming,
 )
 from bot.settings import Settings
+from bot.staff_notify.feed import CREATED, NoticeFeed, Posted, StaffNotice
 from flows.messages import IncomingMessage, Reply
 from flows.replies import Replies
-from flows.store import OutboxItem, TicketNotFoundError
+from flows.store import OutboxItem
 
 log = logging.getLogger("tongxin.telegram")
 
@@ -107,7 +108,6 @@ OUTBOX_BATCH = 50
 # Network failures: retried after 15 s, doubling up to an hour; given up after
 # 8 tries (staff see the row).
 OUTBOX_BACKOFF = Backoff(first_s=15.0, max_s=3600.0, max_attempts=8)
-STAFF_BATCH = 20
 OUTBOX_LEASE_KEY = "telegram:outbox_lease"
 LEASE_TTL_S = 15.0
 # Telegram redelivers an unanswered update for up to a day.
@@ -200,6 +200,17 @@ class TelegramChannel:
             core.store, OUTBOX_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner
         )
         self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner)
+        self._staff_feed = (
+            NoticeFeed(
+                core.store,
+                TelegramStaffNotifier(self, self.staff_chat_id),
+                lease=self._staff_lease,
+                cursor=CURSOR_KEY,
+                interval_s=staff_interval_s,
+            )
+            if self.staff_chat_id is not None
+            else None
+        )
 
     # -- wiring ---------------------------------------------------------
 
@@ -297,9 +308,9 @@ class TelegramChannel:
             )
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
         self._tasks.append(asyncio.create_task(self._lease_heartbeat(), name="telegram-leases"))
-        if self.staff_chat_id is not None:
+        if self._staff_feed is not None:
             # Before start() returns, so that no ticket created from now on is missed.
-            await asyncio.to_thread(read_cursor, self.core.store)
+            await asyncio.to_thread(self._staff_feed.start_cursor)
             self._tasks.append(asyncio.create_task(self._staff_loop(), name="telegram-staff"))
         log.info(
             "telegram: @%s ready (%s)", self._me.username, "polling" if self.polling else "webhook"
@@ -710,56 +721,47 @@ class TelegramChannel:
     # -- staff group ----------------------------------------------------
 
     async def _staff_loop(self) -> None:
-        assert self._staff_wake is not None
-        while True:
-            pause = self.staff_interval_s
-            try:
-                if await asyncio.to_thread(self._staff_lease.hold):
-                    cursor = await asyncio.to_thread(read_cursor, self.core.store)
-                    pause = await self._post_new_tickets(cursor)
-            except Exception:
-                log.exception("telegram: posting to the staff chat failed")
-            self._staff_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._staff_wake.wait(), timeout=pause)
+        assert self._staff_wake is not None and self._staff_feed is not None
+        await self._staff_feed.run(self._staff_wake)
 
-    async def _post_new_tickets(self, cursor: int) -> float:
-        """Post tickets created after event `cursor` (advancing the stored
-        cursor); returns how long to wait before the next look."""
-        store, replies = self.core.store, self.core.replies
-        events = await asyncio.to_thread(
-            store.events_after, cursor, action="created", limit=STAFF_BATCH
-        )
-        for event in events:
-            try:
-                ticket = await asyncio.to_thread(store.get_ticket, event.ticket_id)
-            except TicketNotFoundError:
-                ticket = None
-            if ticket is not None:
-                try:
-                    await self.application.bot.send_message(
-                        self.staff_chat_id,
-                        staff_post_text(replies, ticket),
-                        reply_markup=staff_keyboard(self.signer, replies, ticket),
-                        rate_limit_args=True,
-                    )
-                except RetryAfter as exc:
-                    return max(self.staff_interval_s, retry_after_seconds(exc))
-                except Forbidden as exc:
-                    log.error("telegram: cannot post to the staff chat: %s", exc.message)
-                    return 60.0
-                except BadRequest as exc:
-                    # Retrying the same message would fail the same way.
-                    log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
-                except (NetworkError, TelegramError) as exc:
-                    log.warning(
-                        "telegram: staff post of %s failed: %s", ticket.id, _error_text(exc)
-                    )
-                    return max(self.staff_interval_s, 10.0)
-            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(event.id))
-            if not await asyncio.to_thread(self._staff_lease.hold):
-                return self.staff_interval_s  # another process took over
-        return 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
+
+class TelegramStaffNotifier:
+    """`StaffNotifier` for the Telegram staff group: each new ticket with its
+    接单 / 办结 buttons. One ticket a post, so the cursor moves after each."""
+
+    name = "telegram"
+    actions = frozenset({CREATED})
+    batch = 1
+
+    def __init__(self, channel: TelegramChannel, chat_id: int | str) -> None:
+        self.channel = channel
+        self.chat_id = chat_id
+
+    async def post(self, notices: Sequence[StaffNotice]) -> Posted:
+        ticket = notices[0].ticket
+        if ticket is None:
+            return Posted(1)
+        channel, replies = self.channel, self.channel.core.replies
+        interval = channel.staff_interval_s
+        try:
+            await channel.application.bot.send_message(
+                self.chat_id,
+                staff_post_text(replies, ticket),
+                reply_markup=staff_keyboard(channel.signer, replies, ticket),
+                rate_limit_args=True,
+            )
+        except RetryAfter as exc:
+            return Posted(0, max(interval, retry_after_seconds(exc)))
+        except Forbidden as exc:
+            log.error("telegram: cannot post to the staff chat: %s", exc.message)
+            return Posted(0, 60.0)
+        except BadRequest as exc:
+            # Retrying the same message would fail the same way.
+            log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
+        except (NetworkError, TelegramError) as exc:
+            log.warning("telegram: staff post of %s failed: %s", ticket.id, _error_text(exc))
+            return Posted(0, max(interval, 10.0))
+        return Posted(1)
 
 
 async def _answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:

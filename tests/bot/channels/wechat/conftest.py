@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -29,6 +29,7 @@ from bot.settings import Settings
 from bot.web import create_app
 from flows.paths import default_data_dir
 from nlu.parser import Parser
+from tests.bot.local_http import LocalHttpServer
 
 TOKEN = "tongxin_test_token"
 APPID = "wx5823bf96d3bd56c7"
@@ -72,33 +73,18 @@ class FakeWeChatApi:
         self.delay_s = 0.0
         self.html_answers = 0  # next custom-send answers: a proxy's 200 HTML page
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._dispatch(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._dispatch(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LocalHttpServer(self._dispatch)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.base_url
 
     def start(self) -> FakeWeChatApi:
-        self.thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def fail_next(self, *errcodes: int) -> None:
         with self.lock:
