@@ -87,7 +87,7 @@ def setting_gaps(env: Mapping[str, str]) -> list[LaunchGap]:
             LaunchGap(
                 "setting",
                 "TONGXIN_WECHAT_TOKEN",
-                "no channel is on: set it (or TONGXIN_TELEGRAM_TOKEN) for residents to reach the bot",
+                "no channel is on: set it (or TONGXIN_TELEGRAM_TOKEN) so residents reach the bot",
             )
         )
     if wechat:
@@ -110,9 +110,10 @@ def setting_gaps(env: Mapping[str, str]) -> list[LaunchGap]:
                 env, ("TONGXIN_STAFF_USER_IDS",), "staff chat is on: who may press 接单 / 办结"
             )
     gaps += _need(env, ("TONGXIN_SECRET_KEY",), "the staff workspace (/staff/) is off without it")
-    if not env.get("TONGXIN_WECOM_WEBHOOK_URL", "").strip() and not env.get(
-        "TONGXIN_STAFF_CHAT_ID", ""
-    ).strip():
+    if (
+        not env.get("TONGXIN_WECOM_WEBHOOK_URL", "").strip()
+        and not env.get("TONGXIN_STAFF_CHAT_ID", "").strip()
+    ):
         gaps.append(
             LaunchGap(
                 "setting",
