@@ -161,7 +161,13 @@ class WeChatChannel:
         book = load_templates(settings.data_dir)
         self.templates = TicketTemplates(self.store, core.replies, book)
         self.worker = (
-            OutboxWorker(self.store, self.api, backoff=backoff, templates=self.templates)
+            OutboxWorker(
+                self.store,
+                self.api,
+                backoff=backoff,
+                repeat_notice=self.replies.text("outbox.maybe_repeated"),
+                templates=self.templates,
+            )
             if self.api
             else None
         )

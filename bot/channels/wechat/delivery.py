@@ -14,7 +14,9 @@ WeChat's answer decides what happens to a row:
 
 Several processes may run a worker on the same database; a lease in the store's
 key/value table (`bot.channels.outbox.StoreLease`), renewed before every row,
-lets only one of them deliver at a time, so no row goes twice.
+lets only one of them deliver at a time, so no row goes twice. A process killed
+mid-send leaves the row marked in flight (`bot.channels.outbox.InFlight`): the
+next worker sends it again, headed by a note that it may be a repeat.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.channels.outbox import Backoff, StoreLease
+from bot.channels.outbox import Backoff, InFlight, StoreLease, mark_repeat
 from bot.channels.wechat.render import MAX_TEXT_BYTES, split_text
 from bot.channels.wechat.templates import TemplateNotConfiguredError, TicketTemplates
 from bot.channels.wechat.translate import CHANNEL
@@ -83,6 +85,7 @@ class OutboxWorker:
         batch: int = 20,
         lease_s: float = LEASE_S,
         owner: str | None = None,
+        repeat_notice: str = "",
         templates: TicketTemplates | None = None,
     ) -> None:
         """`templates`: how updates about a ticket reach a user outside the
@@ -93,6 +96,8 @@ class OutboxWorker:
         self.backoff = backoff or Backoff()
         self.batch = batch
         self.lease = StoreLease(store, LEASE_KEY, ttl_s=lease_s, owner=owner or uuid.uuid4().hex)
+        self.in_flight = InFlight(store, CHANNEL)
+        self.repeat_notice = repeat_notice
 
     # -- one pass (blocking; run it in a thread) --------------------------
 
@@ -115,19 +120,29 @@ class OutboxWorker:
     def _deliver(self, item: OutboxItem, report: DeliveryReport) -> bool:
         """Send one row and record the outcome; False when WeChat is unreachable."""
         templated = self.templates is not None and item.ticket_id is not None
+        text = item.text
+        repeat = self.in_flight.begin(item.id)
+        if repeat and self.repeat_notice:
+            text = mark_repeat(text, self.repeat_notice)
         try:
             if templated and self._window_closed(item):
                 return self._deliver_template(item, report, why="last message over 48 h ago")
-            for part in split_text(item.text, limit=MAX_TEXT_BYTES):
+            for part in split_text(text, limit=MAX_TEXT_BYTES):
                 self.sender.send_text(item.user_id, part)
         except WeChatApiError as exc:
+            # WeChat answered: this attempt did not go out (an earlier one still may have).
+            if not repeat or exc.errcode not in RETRY_ERRCODES:
+                self.in_flight.end(item.id)
             if exc.errcode == OUTSIDE_WINDOW and templated:
                 return self._deliver_template(item, report, why="45015")
             return self._refused(item, exc, report)
         except WeChatNetworkError as exc:
+            # No answer: it may have arrived, so the mark stays for the retry.
             self._retry(item, f"network: {exc}", report)
             return False
-        self.store.mark_outbox_sent(item.id)
+        with self.store.transaction():
+            self.store.mark_outbox_sent(item.id)
+            self.in_flight.end(item.id)
         report.sent.append(item.id)
         return True
 
@@ -141,17 +156,22 @@ class OutboxWorker:
         try:
             template_id = self.templates.send(self.sender, item)
         except TemplateNotConfiguredError as exc:
+            self.in_flight.end(item.id)
             error = f"{OUTSIDE_WINDOW} {FINAL_ERRORS[OUTSIDE_WINDOW]}; {exc}"
             self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=None)
             report.failed.append(item.id)
             log.warning("outbox %s not delivered: outside the window, no template", item.id)
             return True
         except WeChatApiError as exc:
+            if exc.errcode not in RETRY_ERRCODES:
+                self.in_flight.end(item.id)
             return self._refused(item, exc, report, prefix="template message: ")
         except WeChatNetworkError as exc:
             self._retry(item, f"network (template message): {exc}", report)
             return False
-        self.store.mark_outbox_sent(item.id)
+        with self.store.transaction():
+            self.store.mark_outbox_sent(item.id)
+            self.in_flight.end(item.id)
         report.sent.append(item.id)
         log.info("outbox %s sent as template %s (%s)", item.id, template_id, why)
         return True
