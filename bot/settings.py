@@ -81,6 +81,8 @@ class Settings:
     wecom_webhook_url: str | None = None
     # Where staff reach the workspace from outside (https://host): links in notices.
     public_url: str | None = None
+    # How long residents' photos are kept with their tickets.
+    photo_retention_days: float = 180.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -108,6 +110,7 @@ class Settings:
                 ("session_hours", 12.0),
                 ("overdue_hours", 72.0),
                 ("takeover_idle_minutes", 15.0),
+                ("photo_retention_days", 180.0),
             )
         }
         budget = _float(env, "TONGXIN_WECHAT_BUDGET_S", 4.0)

@@ -169,17 +169,24 @@ class WeChatApi:
     def create_menu(self, menu: dict[str, Any]) -> None:
         self._with_token(lambda: self._client.menu.create(menu))
 
-    def _with_token(self, call: Callable[[], Any]) -> dict[str, Any]:
+    def download_media(self, media_id: str) -> bytes:
+        """A temporary media file (media/get): a resident's photo, kept 3 days by WeChat."""
+        return self._with_token(lambda: self._client.media.download(media_id), _file_answer)
+
+    def _with_token(
+        self, call: Callable[[], Any], answer: Callable[[Any], Any] | None = None
+    ) -> Any:
+        read = answer or _json_answer
         with self._lock:
             used = self.tokens.get()
             try:
-                return _json_answer(self._call(call))
+                return read(self._call(call))
             except WeChatApiError as exc:
                 if exc.errcode not in TOKEN_ERRCODES:
                     raise
                 log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
             self.tokens.refresh(stale=used)
-            return _json_answer(self._call(call))
+            return read(self._call(call))
 
     @staticmethod
     def _call(call: Callable[[], Any]) -> Any:
@@ -194,6 +201,14 @@ class WeChatApi:
             raise WeChatNetworkError(type(exc).__name__) from exc
         except ValueError as exc:  # a 200 answer that is not JSON
             raise WeChatNetworkError(f"bad answer: {exc}") from exc
+
+
+def _file_answer(result: Any) -> bytes:
+    """media/get answers the file itself; JSON there means an error wechatpy
+    did not raise for, and is no file."""
+    if isinstance(result, dict) or not hasattr(result, "content"):
+        raise WeChatNetworkError("media/get answered without the file")
+    return bytes(result.content)
 
 
 def _json_answer(result: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -89,6 +89,7 @@ from bot.channels.telegram.translate import (
     start_payload,
     to_incoming,
 )
+from bot.photos import MAX_PHOTO_BYTES, PhotoKeeper, PhotoStore
 from bot.settings import Settings
 from bot.staff_notify.feed import CREATED, NoticeFeed, Posted, StaffNotice
 from flows.messages import IncomingMessage, Reply
@@ -201,6 +202,10 @@ class TelegramChannel:
         )
         self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner)
         self._in_flight = InFlight(core.store, CHANNEL)
+        self.photos = PhotoKeeper(
+            PhotoStore(core.store, retention_days=settings.photo_retention_days)
+        )
+        self._photo_tasks: set[asyncio.Task[None]] = set()
         self._staff_feed = (
             NoticeFeed(
                 core.store,
@@ -329,8 +334,9 @@ class TelegramChannel:
                 delay = min(delay * 2, 120.0)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._photo_tasks]:
             task.cancel()
+        await asyncio.gather(*self._photo_tasks, return_exceptions=True)
         for task in self._tasks:
             try:
                 await task
@@ -556,6 +562,8 @@ class TelegramChannel:
         replies = await self._turn(incoming)
         if self._staff_wake is not None:
             self._staff_wake.set()  # the turn may have created a ticket
+        if incoming.kind == "image":
+            self._background(self._keep_photo(incoming))
         if incoming.message_id and not await asyncio.to_thread(
             self._claim_answer, incoming.message_id
         ):
@@ -565,6 +573,27 @@ class TelegramChannel:
         reply_to = message.message_id if is_group(message.chat) else None
         assert message.from_user is not None
         await self._send_replies(message.chat.id, message.from_user.id, replies, reply_to=reply_to)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._photo_tasks.add(task)
+        task.add_done_callback(self._photo_tasks.discard)
+
+    async def _keep_photo(self, incoming: IncomingMessage) -> None:
+        """Download a photo the turn attached to a form (getFile) and keep it."""
+        if not await asyncio.to_thread(self.photos.wanted, incoming):
+            return
+        file_id = (incoming.media_ref or "").removeprefix("telegram:")
+        try:
+            file = await self.application.bot.get_file(file_id)
+            if (file.file_size or 0) > MAX_PHOTO_BYTES:
+                log.warning("telegram photo not kept: %s bytes", file.file_size)
+                return
+            data = bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("telegram photo not downloaded: %s", _error_text(exc))
+            return
+        await asyncio.to_thread(self.photos.keep, incoming, data)
 
     def _claim_answer(self, message_id: str) -> bool:
         """Who sends a message's replies is claimed once in the store: False

@@ -53,6 +53,7 @@ from bot.channels.wechat.templates import TicketTemplates, load_templates
 from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
 from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
 from bot.channels.wechat_api import WeChatApi
+from bot.photos import PhotoKeeper, PhotoStore
 from flows.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
@@ -156,6 +157,11 @@ class WeChatChannel:
         self.api = (
             WeChatApi(self.store, appid=config.appid, secret=config.secret, base_url=config.api_url)
             if config.appid and config.secret
+            else None
+        )
+        self.photos = (
+            PhotoKeeper(PhotoStore(self.store, retention_days=settings.photo_retention_days))
+            if self.api
             else None
         )
         book = load_templates(settings.data_dir)
@@ -473,6 +479,8 @@ class WeChatChannel:
         """The dispatcher's turn; a turn that failed on a store that takes no
         writes is kept for a retry (the user gets the apology now)."""
         result = self.turn(msg)
+        if self.photos is not None and msg.kind == "image" and not result.failed:
+            self._turn_threads.submit(self._keep_photo, msg)
         if result.failed and self.worker is not None and not self._store_works():
             self._store_retry.append(msg)
             log.error(
@@ -480,6 +488,10 @@ class WeChatChannel:
                 len(self._store_retry),
             )
         return result.replies
+
+    def _keep_photo(self, msg: IncomingMessage) -> None:
+        assert self.photos is not None and self.api is not None
+        self.photos.fetch_and_keep(msg, self.api.download_media)
 
     def _store_works(self) -> bool:
         try:
