@@ -147,6 +147,9 @@ class WeChatApi:
         self.tokens = SharedTokenCache(store, appid, self._fetch_token)
         # requests.Session is not meant for concurrent use from several threads.
         self._lock = threading.Lock()
+        # For /healthz: when WeChat last answered, and the last failure.
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
 
     def _token(self) -> str:
         return self.tokens.get()
@@ -177,16 +180,26 @@ class WeChatApi:
         self, call: Callable[[], Any], answer: Callable[[Any], Any] | None = None
     ) -> Any:
         read = answer or _json_answer
-        with self._lock:
-            used = self.tokens.get()
-            try:
-                return read(self._call(call))
-            except WeChatApiError as exc:
-                if exc.errcode not in TOKEN_ERRCODES:
-                    raise
-                log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
-            self.tokens.refresh(stale=used)
-            return read(self._call(call))
+        try:
+            with self._lock:
+                used = self.tokens.get()
+                try:
+                    result = read(self._call(call))
+                except WeChatApiError as exc:
+                    if exc.errcode not in TOKEN_ERRCODES:
+                        raise
+                    log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
+                    self.tokens.refresh(stale=used)
+                    result = read(self._call(call))
+        except WeChatNetworkError as exc:
+            self.last_error = f"network: {exc}"[:200]
+            raise
+        except WeChatApiError as exc:
+            # WeChat answered: reachable, but say what it refused (IP allow-list, quota ...).
+            self.last_ok, self.last_error = time.time(), f"{exc.errcode} {exc.errmsg}"[:200]
+            raise
+        self.last_ok, self.last_error = time.time(), None
+        return result
 
     @staticmethod
     def _call(call: Callable[[], Any]) -> Any:

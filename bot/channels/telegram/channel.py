@@ -206,6 +206,7 @@ class TelegramChannel:
             PhotoStore(core.store, retention_days=settings.photo_retention_days)
         )
         self._photo_tasks: set[asyncio.Task[None]] = set()
+        self._boot_error: str | None = None  # for /healthz
         self._staff_feed = (
             NoticeFeed(
                 core.store,
@@ -241,9 +242,16 @@ class TelegramChannel:
 
     def health(self) -> dict[str, Any]:
         """For /healthz: not ok until the Bot API answered getMe and the bot runs."""
+        state: dict[str, Any] = {
+            "configured": True,
+            "mode": "polling" if self.polling else "webhook",
+            "staff_chat": self.staff_chat_id is not None,
+            "reachable": self.ready,
+            "last_error": self._boot_error,
+        }
         if self.ready:
-            return {"ok": True, "mode": "polling" if self.polling else "webhook"}
-        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)"}
+            return {"ok": True, **state}
+        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)", **state}
 
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         settings = self.core.settings
@@ -294,6 +302,7 @@ class TelegramChannel:
         try:
             await self._boot()
         except TelegramError as exc:
+            self._boot_error = _error_text(exc)
             _log_boot_failure(exc)
             self._tasks.append(asyncio.create_task(self._boot_later(), name="telegram-boot"))
 
@@ -328,8 +337,10 @@ class TelegramChannel:
             await asyncio.sleep(delay)
             try:
                 await self._boot()
+                self._boot_error = None
                 return
             except TelegramError as exc:
+                self._boot_error = _error_text(exc)
                 _log_boot_failure(exc)
                 delay = min(delay * 2, 120.0)
 

@@ -513,11 +513,23 @@ class WeChatChannel:
 
     def health(self) -> dict[str, Any]:
         """For /healthz."""
-        return {
+        api = self.api
+        state: dict[str, Any] = {
             "ok": not self._store_retry,
+            "configured": True,
+            "safe_mode": self.crypto is not None,
             "delivery": "on" if self.worker is not None else "off (no AppID/secret)",
             "waiting_for_store": len(self._store_retry),
+            # None until the first API call (a late reply, an update, a photo).
+            "reachable": None,
+            "last_error": None,
         }
+        if api is not None:
+            known = api.last_ok is not None or api.last_error is not None
+            network_down = (api.last_error or "").startswith("network")
+            state["reachable"] = (not network_down) if known else None
+            state["last_error"] = api.last_error
+        return state
 
     def _claim_passive(self, key: str, nonce: tuple[str, str] | None = None) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier
