@@ -67,9 +67,8 @@ async def run(updates: int) -> None:
         store.close()
     fake.stop()
     gaps = [t - r for r, t in zip(fake.refused_at, fake.template_sent_at, strict=False)]
-    print(
-        f"updates outside the window: {updates}; template messages accepted: {len(fake.template_sends)}"
-    )
+    accepted = len(fake.template_sends)
+    print(f"updates outside the window: {updates}; template messages accepted: {accepted}")
     print(f"outbox rows marked sent: {sent}; lost: {updates - len(fake.template_sends)}")
     if gaps:
         print(
