@@ -204,6 +204,18 @@ class Workspace:
             else {"n": n, "url": None}
             for n, ref in enumerate(refs)
         ]
+        # What was sent to the resident about this ticket, and what failed and why
+        # (outside WeChat's 48 hours with no template, a quota, an unknown template).
+        item["deliveries"] = [
+            {
+                "id": o.id,
+                "status": o.status,
+                "last_error": o.last_error,
+                "created_at": o.created_at,
+                "sent_at": o.sent_at,
+            }
+            for o in self.core.store.list_outbox(ticket_id=ticket.id)
+        ]
         held = self.holder(ticket)
         item["takeover"] = None if held is None else {"staff": held.staff}
         return item
