@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from bot.cli.main import main
 from bot.staff_notify.service import StaffNoticeService
 from bot.staff_notify.wecom import PostWindow, WeComNotifier
 from flows.paths import default_data_dir
@@ -246,4 +245,4 @@ def test_serve_wires_wecom_when_the_webhook_is_set(tmp_path: Path, wecom: FakeWe
     FakeCore.settings = settings  # type: ignore[attr-defined]
     (svc,) = build_channels(FakeCore, telegram_polling=False)
     assert svc.name == "wecom" and svc.routes() == []
-    assert main(["check-data", "--quiet"]) in (0, 1)  # smoke: the command still runs
+    assert svc.notifier.webhook_url == wecom.url and svc.notifier.public_url == PUBLIC
