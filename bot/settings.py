@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.cli.common import default_db_path
-from flows.paths import data_dir_from_env
+from flows.paths import data_dir_from_env, operator_nlu_dir
 from nlu.settings import NluSettings
 from nlu.settings import SettingsError as NluSettingsError
 
@@ -131,9 +131,11 @@ class Settings:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
             raise SettingsError(str(exc)) from exc
+        data_dir = data_dir_from_env(env)
+        nlu = replace(nlu, operator_data=(operator_nlu_dir(data_dir),))
         return cls(
             db_path=Path(db) if db else _db_from_env(env),
-            data_dir=data_dir_from_env(env),
+            data_dir=data_dir,
             nlu=nlu,
             form_idle_minutes=idle,
             wechat_token=opt("TONGXIN_WECHAT_TOKEN"),

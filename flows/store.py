@@ -360,9 +360,21 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The review queue (flows/review.py): one row per distinct masked message."""
+    db.execute(
+        "CREATE TABLE review_items ("
+        " key TEXT PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL,"
+        " count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
+        " guesses TEXT NOT NULL, status TEXT NOT NULL, label_kind TEXT, label TEXT,"
+        " labelled_by TEXT, labelled_at TEXT)"
+    )
+    db.execute("CREATE INDEX ix_review_items_status ON review_items(status, count)")
+
+
 # Each step takes the schema from version i to i + 1. Add new steps at the end;
 # never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
 
 
 def _create_private(path: Path) -> None:

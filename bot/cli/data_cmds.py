@@ -37,12 +37,16 @@ class DataCheck:
 
 
 def _nlu_paths(environ: dict[str, str]) -> list[Path]:
+    from flows.paths import data_dir_from_env, operator_nlu_dir
     from nlu.settings import ENV_DATA
-    from nlu.training_data import default_data_paths
+    from nlu.training_data import default_data_paths, resolve_data_paths
 
+    # The operator's labels (the review queue's) are checked with the rest.
+    operator = operator_nlu_dir(data_dir_from_env(environ))
+    labels = resolve_data_paths([operator]) if operator.is_dir() else []
     if environ.get(ENV_DATA):
-        return [Path(p) for p in environ[ENV_DATA].split(os.pathsep) if p.strip()]
-    return default_data_paths()
+        return [Path(p) for p in environ[ENV_DATA].split(os.pathsep) if p.strip()] + labels
+    return default_data_paths() + labels
 
 
 def _nlu_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
@@ -94,7 +98,12 @@ def _templates_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
 
 
 DATA_CHECKS: tuple[DataCheck, ...] = (
-    DataCheck("nlu", "Rasa NLU training data (nlu/data/*.yml)", _nlu_paths, _nlu_check),
+    DataCheck(
+        "nlu",
+        "Rasa NLU training data (nlu/data/*.yml and the labels in <data>/nlu/)",
+        _nlu_paths,
+        _nlu_check,
+    ),
     DataCheck("faq", "data directory with faq/ and facts.yml", _data_dirs, _faq_check),
     DataCheck(
         "dialogue",
