@@ -72,6 +72,7 @@ class FakeWeChatApi:
         self.media_requests: list[str] = []
         self.send_script: deque[int] = deque()
         self.delay_s = 0.0
+        self.arrived = 0  # requests that reached the fake (counted before any delay)
         self.html_answers = 0  # next custom-send answers: a proxy's 200 HTML page
         self.lock = threading.Lock()
         self.http = LocalHttpServer(self._dispatch)
@@ -107,6 +108,8 @@ class FakeWeChatApi:
             return [m["text"]["content"] for m in self.sent if m["touser"] == openid]
 
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        with self.lock:
+            self.arrived += 1
         if self.delay_s:
             time.sleep(self.delay_s)
         parsed = urlparse(handler.path)
