@@ -35,6 +35,15 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} must be an http(s):// URL")
+    return raw.rstrip("/")
+
+
 def _db_from_env(env: Mapping[str, str]) -> DbTarget:
     explicit = env.get("TONGXIN_DB", "").strip()
     return as_target(explicit) if explicit else default_db_path()
@@ -69,6 +78,12 @@ class Settings:
     session_hours: float = 12.0
     overdue_hours: float = 72.0
     takeover_idle_minutes: float = 15.0
+    # A WeCom group robot's webhook: staff notices are posted there.
+    wecom_webhook_url: str | None = None
+    # Where staff reach the workspace from outside (https://host): links in notices.
+    public_url: str | None = None
+    # How long residents' photos are kept with their tickets.
+    photo_retention_days: float = 180.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -96,6 +111,7 @@ class Settings:
                 ("session_hours", 12.0),
                 ("overdue_hours", 72.0),
                 ("takeover_idle_minutes", 15.0),
+                ("photo_retention_days", 180.0),
             )
         }
         budget = _float(env, "TONGXIN_WECHAT_BUDGET_S", 4.0)
@@ -138,5 +154,7 @@ class Settings:
             staff_chat_id=opt("TONGXIN_STAFF_CHAT_ID"),
             staff_user_ids=frozenset(staff_ids),
             secret_key=opt("TONGXIN_SECRET_KEY"),
+            wecom_webhook_url=_url(env, "TONGXIN_WECOM_WEBHOOK_URL"),
+            public_url=_url(env, "TONGXIN_PUBLIC_URL"),
             **workspace,
         )

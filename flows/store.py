@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -635,6 +635,26 @@ class Store:
         rows = self._rows(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [TicketEvent(**r) for r in rows]
 
+    def events_with_actions_after(
+        self, event_id: int, actions: Sequence[str], *, limit: int = 100
+    ) -> list[TicketEvent]:
+        """Like `events_after`, for several actions at once (staff notices:
+        created, overdue, handoff)."""
+        if not actions:
+            return []
+        marks = ", ".join("?" * len(actions))
+        rows = self._rows(
+            f"SELECT * FROM ticket_events WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT ?",
+            (event_id, *actions, limit),
+        )
+        return [TicketEvent(**r) for r in rows]
+
+    def add_ticket_event(
+        self, ticket_id: str, *, actor: str, action: str, note: str | None = None
+    ) -> None:
+        """An audit event that moves nothing (a resident asking again for a person)."""
+        self._add_event(ticket_id.strip().upper(), actor, action, None, None, note, iso(utcnow()))
+
     def last_event_id(self) -> int:
         """The id of the newest ticket event (0 when there is none)."""
         row = self._one("SELECT COALESCE(MAX(id), 0) AS n FROM ticket_events")
@@ -868,6 +888,15 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (iso(utcnow()), channel, user_id, direction, text, intent),
         )
+
+    def last_message_at(self, channel: str, user_id: str, *, direction: str = "in") -> str | None:
+        """When the newest logged message of a user went in (or out); None if none."""
+        row = self._one(
+            "SELECT MAX(at) AS at FROM message_log WHERE channel = ? AND user_id = ? "
+            "AND direction = ?",
+            (channel, user_id, direction),
+        )
+        return None if row is None or row["at"] is None else str(row["at"])
 
     def message_log(self, channel: str, user_id: str) -> list[dict[str, Any]]:
         return self._rows(

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.cli.common import (
+    CliError,
     add_command,
-    bot_settings,
+    as_target,
     build_core_or_exit,
     data_home,
-    db_path,
+    describe_db,
 )
 from flows.store_backend import DbTarget
+
+SANDBOX_DB = "shell-sandbox.db"
 
 QUIT_WORDS = frozenset({"/quit", "/exit"})
 
@@ -28,6 +31,11 @@ def register(sub: Any) -> None:
         "tongxin shell --user zhang3\n"
         "  printf '你好\\n我想申请红色信贷\\n' | tongxin shell --user u1",
     )
+    parser.description = (
+        "Talk to the bot in a terminal; with stdin not a terminal, one user message per line. "
+        "Uses its own sandbox database (in the cache folder) unless --db or $TONGXIN_DB names "
+        "one, so trying the bot never files real tickets."
+    )
     parser.add_argument("--user", default="shell-user", help="user id (default: shell-user)")
     parser.add_argument(
         "--debug",
@@ -35,6 +43,24 @@ def register(sub: Any) -> None:
         help="show intent, confidence, entities and the active form on each turn",
     )
     parser.set_defaults(handler=run_shell)
+
+
+def shell_db(args: argparse.Namespace, environ: dict[str, str]) -> tuple[DbTarget, str]:
+    """The database the shell talks to and where that choice came from: --db,
+    then an explicit $TONGXIN_DB (scripts pair `tongxin shell` with `tickets
+    list` that way), else the sandbox beside the NLU cache, never the
+    production default."""
+    from nlu.tokenizer import default_cache_dir
+
+    given = getattr(args, "db", None)
+    if given is not None:
+        if not given.strip():
+            raise CliError("--db needs a path")
+        return as_target(given), "--db"
+    explicit = environ.get("TONGXIN_DB", "").strip()
+    if explicit:
+        return as_target(explicit), "$TONGXIN_DB"
+    return default_cache_dir(environ) / SANDBOX_DB, "sandbox"
 
 
 def history_path(db: DbTarget) -> Path:
@@ -65,10 +91,27 @@ def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
 
 
 def run_shell(args: argparse.Namespace) -> int:
+    import os
+
+    from bot.settings import Settings, SettingsError
     from flows.messages import IncomingMessage
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    core = build_core_or_exit(bot_settings(args))
+    db, source = shell_db(args, dict(os.environ))
+    try:
+        settings = Settings.from_env(db=str(db))
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    core = build_core_or_exit(settings)
+    # After the core loaded: an error that stops the shell stays the first line.
+    if source == "sandbox":
+        print(
+            f"tongxin shell: sandbox database {db} (not the production one; "
+            "--db PATH to use another)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"tongxin shell: database {describe_db(db)} (from {source})", file=sys.stderr)
     user = str(args.user).strip() or "shell-user"
 
     def say(text: str) -> None:
@@ -77,7 +120,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
     try:
         if sys.stdin.isatty():
-            _interactive(say, history_path(db_path(args)))
+            _interactive(say, history_path(db))
         else:
             data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
             for line in data.splitlines():
