@@ -75,7 +75,7 @@ def register(sub: Any) -> None:
 
 def _sqlite_source(args: argparse.Namespace) -> Path:
     source = db_path(args)
-    if str(source).startswith(("postgresql://", "postgres://")):
+    if not isinstance(source, Path):
         raise CliError("the database is PostgreSQL: back it up with pg_dump")
     return source
 
