@@ -67,6 +67,7 @@ class Settings:
     secret_key: str | None = None
     session_hours: float = 12.0
     overdue_hours: float = 72.0
+    survey_answer_hours: float = 72.0  # a survey unanswered this long is not asked again
     takeover_idle_minutes: float = 15.0
 
     @classmethod
@@ -94,6 +95,7 @@ class Settings:
             for name, default in (
                 ("session_hours", 12.0),
                 ("overdue_hours", 72.0),
+                ("survey_answer_hours", 72.0),
                 ("takeover_idle_minutes", 15.0),
             )
         }

@@ -24,6 +24,7 @@ from flows.form_answers import (
 from flows.form_fill import add_note, fill
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
+from flows.satisfaction import Surveys
 from flows.slots import (
     CJK,
     contains_any,
@@ -137,6 +138,7 @@ class DialogueEngine:
         fact: Callable[[str], str | None],
         settings: EngineSettings | None = None,
         read_act: ReadAct | None = None,
+        surveys: Surveys | None = None,
     ) -> None:
         self.book = book
         self.r = replies
@@ -148,6 +150,8 @@ class DialogueEngine:
         # (text, asked slot, parse) -> acts ranked, nlu/form_acts.py; None: from the intent.
         self.read_act = read_act
         self.desk = ServiceDesk(book=book, replies=replies, store=store, fact=fact)
+        # The satisfaction survey after a resolved ticket; None: not asked.
+        self.surveys = surveys
 
     # -- entry ----------------------------------------------------------
 
@@ -162,12 +166,40 @@ class DialogueEngine:
         if msg.kind == "event":
             replies = self._event(msg, state, now)
         elif msg.kind == "text":
-            replies = self._text(msg, parse, state)
+            replies = self._survey_answer(msg, state, now) or self._text(msg, parse, state)
+            replies += self._survey_question(msg, state, now)
         else:
             replies = self._media(msg, state)
         if out:
             replies = [Reply("\n".join(out)), *replies]
         return replies
+
+    def _survey_answer(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """The reply to an answer of the resident's open survey; empty when the
+        message is no answer (it then goes on to the dialogue)."""
+        if self.surveys is None or state.form is not None or state.confirming_forget:
+            return []
+        said = self.surveys.answer(msg.channel, msg.user_id, msg.text.strip(), now)
+        if said is None:
+            return []
+        state.choices, state.menu, state.offer = [], False, None
+        return [Reply(said)]
+
+    def _survey_question(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """A survey that waited for the resident's form to end, asked once the
+        turn leaves them idle."""
+        if self.surveys is None or state.form is not None or state.confirming_forget:
+            return []
+        question = self.surveys.ask_pending(msg.channel, msg.user_id, now, self._kind_label)
+        return [Reply(question)] if question else []
+
+    def _kind_label(self, kind: str) -> str:
+        key = f"kind.{kind}"
+        return self.r.text(key) if key in self.r else kind
 
     def _drop_stale_form(self, state: ConversationState, out: list[str]) -> None:
         """An operator may rename a flow or a slot in flows.yml while a user is

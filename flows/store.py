@@ -121,6 +121,12 @@ class Ticket:
     created_at: str
     updated_at: str
     resolved_at: str | None
+    due_at: str | None = None
+    first_response_at: str | None = None
+    overdue_at: str | None = None  # when the one overdue reminder was recorded
+    satisfaction: str | None = None  # satisfied, neutral, unsatisfied
+    satisfaction_comment: str | None = None
+    escalated_at: str | None = None  # a second unsatisfied answer went to an admin
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +142,12 @@ class Ticket:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "resolved_at": self.resolved_at,
+            "due_at": self.due_at,
+            "first_response_at": self.first_response_at,
+            "overdue_at": self.overdue_at,
+            "satisfaction": self.satisfaction,
+            "satisfaction_comment": self.satisfaction_comment,
+            "escalated_at": self.escalated_at,
         }
 
 
@@ -222,6 +234,12 @@ def _ticket_from_row(row: dict[str, Any]) -> Ticket:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         resolved_at=row["resolved_at"],
+        due_at=row.get("due_at"),
+        first_response_at=row.get("first_response_at"),
+        overdue_at=row.get("overdue_at"),
+        satisfaction=row.get("satisfaction"),
+        satisfaction_comment=row.get("satisfaction_comment"),
+        escalated_at=row.get("escalated_at"),
     )
 
 
@@ -360,9 +378,58 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def local_day(stamp: str) -> str:
+    """The local (China) date of a stored UTC timestamp, as YYYY-MM-DD."""
+    return parse_iso(stamp).astimezone(LOCAL_TZ).date().isoformat()
+
+
+def _hours_between(start: str, end: str) -> float:
+    return (parse_iso(end) - parse_iso(start)).total_seconds() / 3600
+
+
+# Deadlines, the satisfaction survey and the figures of the dashboard. The
+# dashboard groups by local day and reads durations, so both are stored when a
+# ticket changes rather than computed per query (plain SQL, for PostgreSQL too).
+_V2_DDL: tuple[str, ...] = (
+    "ALTER TABLE tickets ADD COLUMN created_day TEXT",
+    "ALTER TABLE tickets ADD COLUMN due_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN first_response_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN first_response_hours REAL",
+    "ALTER TABLE tickets ADD COLUMN resolve_hours REAL",
+    "ALTER TABLE tickets ADD COLUMN overdue_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN satisfaction TEXT",
+    "ALTER TABLE tickets ADD COLUMN satisfaction_comment TEXT",
+    "ALTER TABLE tickets ADD COLUMN escalated_at TEXT",
+    "CREATE INDEX ix_tickets_due ON tickets(due_at)",
+    "CREATE INDEX ix_tickets_day ON tickets(created_day)",
+    "CREATE INDEX ix_message_log_at ON message_log(at)",
+    "CREATE TABLE surveys ("
+    " ticket_id TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, asked_at TEXT, expires_at TEXT, answer TEXT, comment TEXT,"
+    " unsatisfied_count INTEGER NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX ix_surveys_user ON surveys(channel, user_id, status)",
+)
+
+
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    for statement in _V2_DDL:
+        db.execute(statement)
+    rows = db.execute("SELECT id, created_at, resolved_at FROM tickets").fetchall()
+    for ticket_id, created_at, resolved_at in rows:
+        hours = _hours_between(created_at, resolved_at) if resolved_at else None
+        db.execute(
+            "UPDATE tickets SET created_day = ?, resolve_hours = ? WHERE id = ?",
+            (local_day(created_at), hours, ticket_id),
+        )
+
+
 # Each step takes the schema from version i to i + 1. Add new steps at the end;
 # never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
+
+# (kind, stage, start) -> due time, stage "respond" or "resolve"; flows/deadlines.py.
+DueRule = Callable[[str, str, datetime], datetime | None]
 
 
 def _create_private(path: Path) -> None:
@@ -416,6 +483,7 @@ class Store:
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
         self._ticket_quota: tuple[int, float, frozenset[str]] | None = None
+        self._due_rule: DueRule | None = None
         self._migrate()
 
     def _open_read_only(self, busy_timeout_s: float) -> None:
@@ -436,6 +504,7 @@ class Store:
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
         self._ticket_quota = None
+        self._due_rule = None
         version = self.schema_version()  # reads the header: a damaged file fails here
         if version > len(MIGRATIONS):
             raise SchemaTooNewError(
@@ -468,6 +537,58 @@ class Store:
         """At most `limit` tickets per user of `channels` in `period_s`; over it
         create_ticket raises TicketQuotaError (and its transaction rolls back)."""
         self._ticket_quota = (limit, period_s, channels)
+
+    def set_due_rule(self, rule: DueRule | None) -> None:
+        """How due times are computed (flows/deadlines.py); without one, new
+        tickets get none until `fill_due_times` runs with a rule."""
+        self._due_rule = rule
+
+    def _due(self, kind: str, start: str, *, responded: bool) -> str | None:
+        if self._due_rule is None:
+            return None
+        begin = parse_iso(start)
+        due = None if responded else self._due_rule(kind, "respond", begin)
+        if due is None:
+            due = self._due_rule(kind, "resolve", begin)
+        return iso(due) if due is not None else None
+
+    def fill_due_times(self) -> int:
+        """Give open tickets without a due time one (tickets made before
+        deadlines existed, or by a process without the rule)."""
+        if self._due_rule is None:
+            return 0
+        rows = self._rows(
+            "SELECT id, kind, created_at, first_response_at FROM tickets WHERE due_at IS NULL "
+            "AND status IN ('open', 'assigned', 'in_progress')"
+        )
+        filled = 0
+        for r in rows:
+            due = self._due(r["kind"], r["created_at"], responded=bool(r["first_response_at"]))
+            if due is not None:
+                self._exec(
+                    "UPDATE tickets SET due_at = ? WHERE id = ? AND due_at IS NULL", (due, r["id"])
+                )
+                filled += 1
+        return filled
+
+    def mark_overdue(self, ticket_id: str, *, now: datetime, actor: str = "system") -> bool:
+        """Record the ticket's one `overdue` event if it is open, past due and
+        has none yet. The claim is a conditional UPDATE inside the event's
+        transaction: of two processes racing, exactly one writes the event."""
+        with self.transaction():
+            stamp = iso(now)
+            cur = self._exec(
+                "UPDATE tickets SET overdue_at = ? WHERE id = ? AND overdue_at IS NULL "
+                "AND due_at < ? AND status IN ('open', 'assigned', 'in_progress')",
+                (stamp, ticket_id, stamp),
+            )
+            if cur.rowcount != 1:
+                return False
+            ticket = self.get_ticket(ticket_id)
+            self._add_event(
+                ticket.id, actor, "overdue", ticket.status, ticket.status, ticket.due_at, stamp
+            )
+            return True
 
     def _check_ticket_quota(self, channel: str, user_id: str, now: datetime) -> None:
         if self._ticket_quota is None:
@@ -636,8 +757,9 @@ class Store:
             stamp = iso(now)
             self._exec(
                 "INSERT INTO tickets(id, kind, status, department, channel, user_id, phone, "
-                "fields, assignee, dedupe_key, created_at, updated_at, resolved_at) "
-                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
+                "fields, assignee, dedupe_key, created_at, updated_at, resolved_at, "
+                "created_day, due_at) "
+                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, ?, ?)",
                 (
                     ticket_id,
                     kind,
@@ -649,6 +771,8 @@ class Store:
                     dedupe_key,
                     stamp,
                     stamp,
+                    local_day(stamp),
+                    self._due(kind, stamp, responded=False),
                 ),
             )
             self._add_event(ticket_id, actor, "created", None, "open", None, stamp)
@@ -753,15 +877,28 @@ class Store:
                 )
             stamp = iso(utcnow())
             resolved_at = ticket.resolved_at
+            due_at = ticket.due_at
             if new_status == "resolved":
                 resolved_at = stamp
             elif new_status == "in_progress" and ticket.status == "resolved":
                 resolved_at = None
+                # Reopened: the desk has the kind's time to resolve it again.
+                due_at = self._due(ticket.kind, stamp, responded=True) or due_at
             self._exec(
-                "UPDATE tickets SET status = ?, assignee = ?, updated_at = ?, resolved_at = ? "
-                "WHERE id = ?",
-                (new_status, assignee or ticket.assignee, stamp, resolved_at, ticket.id),
+                "UPDATE tickets SET status = ?, assignee = ?, updated_at = ?, resolved_at = ?, "
+                "resolve_hours = ?, due_at = ? WHERE id = ?",
+                (
+                    new_status,
+                    assignee or ticket.assignee,
+                    stamp,
+                    resolved_at,
+                    _hours_between(ticket.created_at, resolved_at) if resolved_at else None,
+                    due_at,
+                    ticket.id,
+                ),
             )
+            if actor != "user":
+                self.record_first_response(ticket.id, stamp)
             action = "assigned" if assignee else ("status" if status else "note")
             full_note = note
             if assignee:
@@ -770,6 +907,19 @@ class Store:
             if notify_text:
                 self.enqueue(ticket.channel, ticket.user_id, notify_text, ticket_id=ticket.id)
             return self.get_ticket(ticket.id)
+
+    def record_first_response(self, ticket_id: str, stamp: str) -> None:
+        """The first time staff act on a ticket (a reply, a move): its time to
+        first response, and from then on its due time is the one to resolve."""
+        ticket = self.get_ticket(ticket_id)
+        if ticket.first_response_at is not None:
+            return
+        due = self._due(ticket.kind, ticket.created_at, responded=True) or ticket.due_at
+        self._exec(
+            "UPDATE tickets SET first_response_at = ?, first_response_hours = ?, due_at = ? "
+            "WHERE id = ? AND first_response_at IS NULL",
+            (stamp, _hours_between(ticket.created_at, stamp), due, ticket.id),
+        )
 
     def stats(self) -> Stats:
         stats = Stats()
