@@ -154,6 +154,8 @@ class SurveyReader:
             return SurveyAnswer(UNCLEAR, 1.0, None)
         if bare in _OPTION or bare in _BARE:
             return SurveyAnswer(_OPTION.get(bare) or _BARE[bare], 1.0, None)
+        if bare.isdigit():  # 4, 0, a phone number: no option of ours
+            return SurveyAnswer(UNCLEAR, 1.0, None)
         probs = self._model.predict_proba([folded])[0]
         classes = list(self._model.classes_)
         best = int(probs.argmax())
