@@ -23,6 +23,16 @@ if TYPE_CHECKING:  # the reader pulls in scikit-learn; staff commands need not
     from flows.survey_reader import SurveyAnswer, SurveyReader
 
 SURVEY_ACTOR = "user"
+SURVEY_REPLY_IDS: tuple[str, ...] = (
+    "survey.question",
+    "survey.thanks",
+    "survey.reopened",
+    "survey.escalated",
+    "survey.reopen_note",
+    "survey.label.satisfied",
+    "survey.label.neutral",
+    "survey.label.unsatisfied",
+)
 # A form untouched this long is abandoned (the dialogue's default idle timeout):
 # asking then interrupts nothing.
 FORM_ACTIVE = timedelta(minutes=30)

@@ -25,6 +25,10 @@ ROWS = [
 ]
 
 
+def _minutes(hours: float | None) -> int | None:
+    return None if hours is None else int(hours * 60)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "t.db")
@@ -33,9 +37,9 @@ def store(tmp_path: Path) -> Store:
             kind=kind, department=dept, channel="test", user_id=f"u{i}", phone=None, fields={}
         )
         s._exec(
-            "UPDATE tickets SET status = ?, created_day = ?, first_response_hours = ?,"
-            " resolve_hours = ?, satisfaction = ?, due_at = ? WHERE id = ?",
-            (status, day, first, resolve, sat, due, ticket.id),
+            "UPDATE tickets SET status = ?, created_day = ?, first_response_minutes = ?,"
+            " resolve_minutes = ?, satisfaction = ?, due_at = ? WHERE id = ?",
+            (status, day, _minutes(first), _minutes(resolve), sat, due, ticket.id),
         )
     for intent, n in (("report_issue", 3), ("faq", 5), ("nlu_fallback", 9), ("legal_aid", 1)):
         for _ in range(n):
