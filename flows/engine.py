@@ -179,7 +179,10 @@ class DialogueEngine:
     ) -> list[Reply]:
         """The reply to an answer of the resident's open survey; empty when the
         message is no answer (it then goes on to the dialogue)."""
-        if self.surveys is None or state.form is not None or state.confirming_forget:
+        # The survey is asked and answered in the private chat, never in a group.
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
             return []
         said = self.surveys.answer(msg.channel, msg.user_id, msg.text.strip(), now)
         if said is None:
@@ -192,7 +195,9 @@ class DialogueEngine:
     ) -> list[Reply]:
         """A survey that waited for the resident's form to end, asked once the
         turn leaves them idle."""
-        if self.surveys is None or state.form is not None or state.confirming_forget:
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
             return []
         question = self.surveys.ask_pending(msg.channel, msg.user_id, now, self._kind_label)
         return [Reply(question)] if question else []

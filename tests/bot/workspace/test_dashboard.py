@@ -170,3 +170,19 @@ def test_dashboard_refuses_a_bad_date(ws_core: Core, as_user: Any, tmp_path: Pat
     admin, _ = as_user("admin")
     res = admin.get("/staff/dashboard", params={"since": "yesterday"})
     assert res.status_code == 400 and "2026-12-01" in res.text
+
+
+def test_the_queue_flags_answers_and_escalations(ws_core: Core, as_user: Any) -> None:
+    seed(ws_core)
+    [answered] = [t for t in ws_core.store.list_tickets() if t.satisfaction]
+    ws_core.store._exec(
+        "UPDATE tickets SET escalated_at = '2026-11-30T00:00:00+00:00' WHERE id = ?",
+        (answered.id,),
+    )
+    admin, _ = as_user("admin")
+    queue = admin.get("/staff/", params={"status": "resolved"}).text
+    [row] = [r for r in queue.split("<tr")[1:] if answered.id in r]
+    assert "督办" in row and "满意" in row
+    detail = admin.get(f"/staff/api/tickets/{answered.id}").json()
+    assert detail["satisfaction"] == "satisfied" and detail["escalated_at"]
+    assert "satisfaction" in [e["action"] for e in detail["events"]]
