@@ -19,10 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import Pipeline
 
 ANSWERS: tuple[str, ...] = ("satisfied", "neutral", "unsatisfied")
 UNCLEAR = "unclear"
@@ -116,36 +112,22 @@ _SOCIAL = frozenset({"affirm", "deny", "thanks", "goodbye", "greet", "chitchat"}
 
 
 class SurveyReader:
-    def __init__(self, phrasings: dict[str, list[str]], extra_unclear: list[str] | None = None):
-        texts: list[str] = []
-        labels: list[str] = []
-        for label in LABELS:
-            for t in phrasings[label]:
-                texts.append(normalise(t))
-                labels.append(label)
-        for t in extra_unclear or []:
-            texts.append(normalise(t))
-            labels.append(UNCLEAR)
-        self._model = Pipeline(
-            [
-                (
-                    "tfidf",
-                    TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
-                ),
-                (
-                    "lr",
-                    OneVsRestClassifier(
-                        LogisticRegression(C=8.0, solver="liblinear", class_weight="balanced")
-                    ),
-                ),
-            ]
-        )
-        self._model.fit(texts, labels)
+    """Trained on first use (about 0.1 s): a start that never reads a survey
+    answer loads neither scikit-learn nor scipy."""
+
+    def __init__(self, phrasings: dict[str, list[str]], nlu_dir: Path | None = None):
+        self._phrasings = phrasings
+        self._nlu_dir = nlu_dir  # request examples borrowed as "not an answer"
+        self._trained: Any = None
+
+    def _model(self) -> Any:
+        if self._trained is None:
+            self._trained = _train(self._phrasings, _borrowed_requests(self._nlu_dir))
+        return self._trained
 
     @classmethod
     def load(cls, data_dir: Path, nlu_dir: Path | None = None) -> SurveyReader:
-        phrasings = load_phrasings(data_dir / "survey" / "answers.yml")
-        return cls(phrasings, _borrowed_requests(nlu_dir))
+        return cls(load_phrasings(data_dir / "survey" / "answers.yml"), nlu_dir)
 
     def read(self, text: str) -> SurveyAnswer:
         folded = normalise(text)
@@ -156,11 +138,45 @@ class SurveyReader:
             return SurveyAnswer(_OPTION.get(bare) or _BARE[bare], 1.0, None)
         if bare.isdigit():  # 4, 0, a phone number: no option of ours
             return SurveyAnswer(UNCLEAR, 1.0, None)
-        probs = self._model.predict_proba([folded])[0]
-        classes = list(self._model.classes_)
+        model = self._model()
+        probs = model.predict_proba([folded])[0]
+        classes = list(model.classes_)
         best = int(probs.argmax())
         label, confidence = str(classes[best]), float(probs[best])
         if label != UNCLEAR and confidence < MIN_CONFIDENCE:
             label = UNCLEAR
         comment = text.strip() if len(bare) >= MIN_COMMENT_CHARS and label in ANSWERS else None
         return SurveyAnswer(label, confidence, comment)
+
+
+def _train(phrasings: dict[str, list[str]], extra_unclear: list[str]) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import Pipeline
+
+    texts: list[str] = []
+    labels: list[str] = []
+    for label in LABELS:
+        for t in phrasings[label]:
+            texts.append(normalise(t))
+            labels.append(label)
+    for t in extra_unclear:
+        texts.append(normalise(t))
+        labels.append(UNCLEAR)
+    model = Pipeline(
+        [
+            (
+                "tfidf",
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
+            ),
+            (
+                "lr",
+                OneVsRestClassifier(
+                    LogisticRegression(C=8.0, solver="liblinear", class_weight="balanced")
+                ),
+            ),
+        ]
+    )
+    model.fit(texts, labels)
+    return model
