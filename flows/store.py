@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -378,6 +378,18 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The review queue (flows/review.py): one row per distinct masked message."""
+    db.execute(
+        "CREATE TABLE review_items ("
+        " key TEXT PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL,"
+        " count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
+        " guesses TEXT NOT NULL, status TEXT NOT NULL, label_kind TEXT, label TEXT,"
+        " labelled_by TEXT, labelled_at TEXT)"
+    )
+    db.execute("CREATE INDEX ix_review_items_status ON review_items(status, count)")
+
+
 def local_day(stamp: str) -> str:
     """The local (China) date of a stored UTC timestamp, as YYYY-MM-DD."""
     return parse_iso(stamp).astimezone(LOCAL_TZ).date().isoformat()
@@ -419,7 +431,7 @@ _V2_DDL: tuple[str, ...] = (
 )
 
 
-def _migrate_to_2(db: sqlite_utils.Database) -> None:
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
     for statement in _V2_DDL:
         db.execute(statement)
     rows = db.execute("SELECT id, created_at, resolved_at FROM tickets").fetchall()
@@ -433,7 +445,11 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
 
 # Each step takes the schema from version i to i + 1. Add new steps at the end;
 # never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+)
 
 # (kind, stage, start) -> due time, stage "respond" or "resolve"; flows/deadlines.py.
 DueRule = Callable[[str, str, datetime], datetime | None]
@@ -853,6 +869,26 @@ class Store:
         rows = self._rows(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [TicketEvent(**r) for r in rows]
 
+    def events_with_actions_after(
+        self, event_id: int, actions: Sequence[str], *, limit: int = 100
+    ) -> list[TicketEvent]:
+        """Like `events_after`, for several actions at once (staff notices:
+        created, overdue, handoff)."""
+        if not actions:
+            return []
+        marks = ", ".join("?" * len(actions))
+        rows = self._rows(
+            f"SELECT * FROM ticket_events WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT ?",
+            (event_id, *actions, limit),
+        )
+        return [TicketEvent(**r) for r in rows]
+
+    def add_ticket_event(
+        self, ticket_id: str, *, actor: str, action: str, note: str | None = None
+    ) -> None:
+        """An audit event that moves nothing (a resident asking again for a person)."""
+        self._add_event(ticket_id.strip().upper(), actor, action, None, None, note, iso(utcnow()))
+
     def last_event_id(self) -> int:
         """The id of the newest ticket event (0 when there is none)."""
         row = self._one("SELECT COALESCE(MAX(id), 0) AS n FROM ticket_events")
@@ -1112,6 +1148,15 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (iso(utcnow()), channel, user_id, direction, text, intent),
         )
+
+    def last_message_at(self, channel: str, user_id: str, *, direction: str = "in") -> str | None:
+        """When the newest logged message of a user went in (or out); None if none."""
+        row = self._one(
+            "SELECT MAX(at) AS at FROM message_log WHERE channel = ? AND user_id = ? "
+            "AND direction = ?",
+            (channel, user_id, direction),
+        )
+        return None if row is None or row["at"] is None else str(row["at"])
 
     def message_log(self, channel: str, user_id: str) -> list[dict[str, Any]]:
         return self._rows(

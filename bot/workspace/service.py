@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.app import Core
+from bot.photos import Photo, PhotoStore
 from bot.workspace.accounts import StaffUser, load_routing
 from flows import takeover
 from flows.staff import (
@@ -195,10 +196,44 @@ class Workspace:
             for e in self.core.store.ticket_events(ticket.id)
         ]
         item["transcript"] = self.transcript(ticket)
-        item["attachments"] = list(ticket.fields.get("attachments") or [])
+        refs = list(ticket.fields.get("attachments") or [])
+        item["attachments"] = refs
+        photos = self.photos()
+        # Kept photos are served by /staff/tickets/{id}/photos/{n}; a missing one
+        # could not be downloaded (or its retention period ended).
+        item["photos"] = [
+            {"n": n, "url": f"/staff/tickets/{ticket.id}/photos/{n}"}
+            if photos.has(ticket.channel, ref)
+            else {"n": n, "url": None}
+            for n, ref in enumerate(refs)
+        ]
+        # What was sent to the resident about this ticket, and what failed and why
+        # (outside WeChat's 48 hours with no template, a quota, an unknown template).
+        item["deliveries"] = [
+            {
+                "id": o.id,
+                "status": o.status,
+                "last_error": o.last_error,
+                "created_at": o.created_at,
+                "sent_at": o.sent_at,
+            }
+            for o in self.core.store.list_outbox(ticket_id=ticket.id)
+        ]
         held = self.holder(ticket)
         item["takeover"] = None if held is None else {"staff": held.staff}
         return item
+
+    def photos(self) -> PhotoStore:
+        return PhotoStore(self.core.store, retention_days=self.core.settings.photo_retention_days)
+
+    def photo(self, user: StaffUser, ticket_id: str, n: int) -> Photo:
+        """The n-th photo of a ticket the staff member may see."""
+        ticket = self.ticket(user, ticket_id)
+        refs = list(ticket.fields.get("attachments") or [])
+        found = self.photos().get(ticket.channel, refs[n]) if 0 <= n < len(refs) else None
+        if found is None:
+            raise TicketNotFoundError(f"no photo {n} on ticket {ticket.id}")
+        return found
 
     def transcript(self, ticket: Ticket, *, after: int = 0) -> list[dict[str, Any]]:
         if ticket.user_id == FORGOTTEN_USER_ID:
