@@ -77,6 +77,7 @@ class Settings:
     secret_key: str | None = None
     session_hours: float = 12.0
     overdue_hours: float = 72.0
+    survey_answer_hours: float = 72.0  # a survey unanswered this long is not asked again
     takeover_idle_minutes: float = 15.0
     # A WeCom group robot's webhook: staff notices are posted there.
     wecom_webhook_url: str | None = None
@@ -110,6 +111,7 @@ class Settings:
             for name, default in (
                 ("session_hours", 12.0),
                 ("overdue_hours", 72.0),
+                ("survey_answer_hours", 72.0),
                 ("takeover_idle_minutes", 15.0),
                 ("photo_retention_days", 180.0),
             )

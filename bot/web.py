@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.app import Core
 from bot.channels.base import ChannelService
+from bot.overdue_sweeper import running_sweeper
 from bot.workspace import workspace_mount
 
 # /healthz waits this long for the store's write probe; longer means "busy".
@@ -65,7 +66,8 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
             for channel in channels:
                 await channel.start()
                 started.append(channel)
-            yield
+            async with running_sweeper(core):
+                yield
         finally:
             for channel in reversed(started):
                 await channel.stop()

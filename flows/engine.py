@@ -25,6 +25,7 @@ from flows.form_fill import add_note, fill
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
 from flows.review import ReviewQueue, needs_review
+from flows.satisfaction import Surveys
 from flows.slots import (
     CJK,
     contains_any,
@@ -139,6 +140,7 @@ class DialogueEngine:
         settings: EngineSettings | None = None,
         read_act: ReadAct | None = None,
         review: ReviewQueue | None = None,
+        surveys: Surveys | None = None,
     ) -> None:
         self.book = book
         self.r = replies
@@ -158,6 +160,8 @@ class DialogueEngine:
             for reply_id in ("faq.none", "fallback", "out_of_scope", "form.question_unknown")
         )
         self.desk = ServiceDesk(book=book, replies=replies, store=store, fact=fact)
+        # The satisfaction survey after a resolved ticket; None: not asked.
+        self.surveys = surveys
 
     # -- entry ----------------------------------------------------------
 
@@ -172,12 +176,45 @@ class DialogueEngine:
         if msg.kind == "event":
             replies = self._event(msg, state, now)
         elif msg.kind == "text":
-            replies = self._text(msg, parse, state)
+            replies = self._survey_answer(msg, state, now) or self._text(msg, parse, state)
+            replies += self._survey_question(msg, state, now)
         else:
             replies = self._media(msg, state)
         if out:
             replies = [Reply("\n".join(out)), *replies]
         return replies
+
+    def _survey_answer(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """The reply to an answer of the resident's open survey; empty when the
+        message is no answer (it then goes on to the dialogue)."""
+        # The survey is asked and answered in the private chat, never in a group.
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
+            return []
+        said = self.surveys.answer(msg.channel, msg.user_id, msg.text.strip(), now)
+        if said is None:
+            return []
+        state.choices, state.menu, state.offer = [], False, None
+        return [Reply(said)]
+
+    def _survey_question(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """A survey that waited for the resident's form to end, asked once the
+        turn leaves them idle."""
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
+            return []
+        question = self.surveys.ask_pending(msg.channel, msg.user_id, now, self._kind_label)
+        return [Reply(question)] if question else []
+
+    def _kind_label(self, kind: str) -> str:
+        key = f"kind.{kind}"
+        return self.r.text(key) if key in self.r else kind
 
     def _drop_stale_form(self, state: ConversationState, out: list[str]) -> None:
         """An operator may rename a flow or a slot in flows.yml while a user is

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot.workspace import export
+from bot.workspace import dashboard, export
 from bot.workspace.http import Call, Context, page, safe_next
 from bot.workspace.service import PAGE_SIZE, filter_from_query
 from bot.workspace.sessions import ThrottledError
@@ -219,5 +219,6 @@ class Pages:
             Route(
                 "/export/volunteers.xlsx", page(ctx, export.volunteers_xlsx, err), methods=["GET"]
             ),
+            *dashboard.routes(ctx, self.render, err),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from bot.app import Core
@@ -25,12 +25,14 @@ from flows.staff import (
     status_label,
     update_ticket,
 )
+from flows.stats import StatsFilter
 from flows.store import (
     FORGOTTEN_USER_ID,
     TICKET_STATUSES,
     IllegalTransitionError,
     Ticket,
     TicketNotFoundError,
+    iso,
     utcnow,
 )
 from flows.workspace_store import QueuePage, TicketFilter, WorkspaceStore
@@ -131,7 +133,8 @@ class Workspace:
         return sorted(set(self.routing.values()))
 
     def overdue_before(self) -> datetime:
-        return utcnow() - timedelta(hours=self.core.settings.overdue_hours)
+        """Tickets due before now are overdue (their `due_at`, flows/deadlines.py)."""
+        return utcnow()
 
     # -- reading -----------------------------------------------------------
 
@@ -252,8 +255,11 @@ class Workspace:
     def holder(self, ticket: Ticket) -> takeover.Takeover | None:
         return takeover.current(self.core.store, ticket.channel, ticket.user_id)
 
-    def stats(self, user: StaffUser) -> dict[str, Any]:
-        return self.ws.stats(departments=user.departments, overdue_before=self.overdue_before())
+    def stats(self, user: StaffUser, f: StatsFilter | None = None) -> dict[str, Any]:
+        """The dashboard's figures within the staff member's departments."""
+        return self.ws.stats(
+            departments=user.departments, overdue_before=self.overdue_before(), f=f
+        )
 
     def staff_for(self, department: str) -> list[str]:
         """Accounts that may take a ticket of `department`."""
@@ -310,6 +316,7 @@ class Workspace:
                 f"staff:{user.username}",
             )
             self.ws.add_event(ticket.id, user.username, "reply", body)
+            store.record_first_response(ticket.id, iso(utcnow()))
         return {"ticket_id": ticket.id, "internal": False, "text": outgoing, "outbox_id": outbox_id}
 
     def change(

@@ -116,17 +116,17 @@ def test_a_migration_step_may_fill_in_data_on_both_backends(
     s.close()
 
     def add_day(store: Store) -> None:
-        store.run_ddl("ALTER TABLE tickets ADD COLUMN created_day TEXT")
+        store.run_ddl("ALTER TABLE tickets ADD COLUMN filed_on TEXT")
         for row in store._rows("SELECT id, created_at FROM tickets"):
             store._exec(
-                "UPDATE tickets SET created_day = ? WHERE id = ?",
+                "UPDATE tickets SET filed_on = ? WHERE id = ?",
                 (row["created_at"][:10], row["id"]),
             )
 
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, add_day))
     s = Store(db_target)
     assert s.schema_version() == len(MIGRATIONS) + 1
-    assert s._one("SELECT created_day FROM tickets") == {"created_day": ticket.created_at[:10]}
+    assert s._one("SELECT filed_on FROM tickets") == {"filed_on": ticket.created_at[:10]}
     s.close()
 
 

@@ -152,7 +152,8 @@ def test_overdue_tickets_come_first_and_are_counted(
     ws_core: Core, as_user: Any, tickets: Tickets
 ) -> None:
     ws_core.store._exec(
-        "UPDATE tickets SET created_at = '2020-01-01T00:00:00.000000+00:00' WHERE id = ?",
+        "UPDATE tickets SET created_at = '2020-01-01T00:00:00.000000+00:00',"
+        " due_at = '2020-01-02T00:00:00.000000+00:00' WHERE id = ?",
         (tickets.mediation,),
     )
     admin, _ = as_user("admin")

@@ -123,7 +123,9 @@ def seed_queue(core: Core) -> None:
         fields={"description": "消防通道被车堵死", "place": "阳光小区"},
     )
     store._exec(
-        "UPDATE tickets SET created_at = '2026-11-20T02:00:00.000000+00:00' WHERE id = ?", (old.id,)
+        "UPDATE tickets SET created_at = '2026-11-20T02:00:00.000000+00:00',"
+        " due_at = '2026-11-23T09:30:00.000000+00:00' WHERE id = ?",
+        (old.id,),
     )
 
 
