@@ -14,7 +14,8 @@ Scoring follows ../shared/eval/score_intents.py: an answer is right when it is t
 intent or one of its `accept` alternatives, and `nlu_fallback` is right for
 `out_of_scope` (the bot treats both alike).
 
-Prints, per DATA file: accuracy, macro-F1, per-intent recall; and for both models the
+Prints, per DATA file: accuracy, macro-F1, the share of `nlu_fallback` answers, per-intent
+recall; and for both models the
 cost per message (in-process median / p95), start-up (process start to a loaded model),
 training time and peak RSS of training and of parsing. Needs `scripts/rasa.sh setup`.
 Training Rasa on the full data takes about 15-25 minutes on 2 cores; --reuse keeps the
@@ -92,6 +93,7 @@ def scores(items: list[Labelled], predicted: list[str]) -> dict[str, Any]:
             else 0.0
         )
     return {
+        "fallback_rate": predicted.count(FALLBACK_INTENT) / len(items),
         "accuracy": sum(hits.values()) / len(items),
         "macro_f1": sum(f1s) / len(f1s),
         "recall": recall,
@@ -209,6 +211,7 @@ def report(name: str, items: list[Labelled], ours: dict, rasa: dict) -> None:
     print("| | 同心 | Rasa 3.6 DIET |\n|---|---|---|")
     print(f"| accuracy | {a['accuracy']:.3f} | {b['accuracy']:.3f} |")
     print(f"| macro-F1 | {a['macro_f1']:.3f} | {b['macro_f1']:.3f} |")
+    print(f"| answered nlu_fallback | {a['fallback_rate']:.1%} | {b['fallback_rate']:.1%} |")
     print(
         f"| ms per message, median / p95 | {ms(ours['seconds'])} / {ms(ours['seconds'], 0.95)} "
         f"| {ms(rasa['seconds'])} / {ms(rasa['seconds'], 0.95)} |"
@@ -237,7 +240,7 @@ def main() -> int:
     options.add_argument("--reuse", action="store_true", help="keep models trained in --work")
     opts = options.parse_args()
     settings = NluSettings.from_env(os.environ)
-    work = opts.work or settings.resolved_cache_dir() / "rasa-compare"
+    work = (opts.work or settings.resolved_cache_dir() / "rasa-compare").resolve()
     work.mkdir(parents=True, exist_ok=True)
     training = train_both(work, opts.epochs, opts.max_per_intent, opts.reuse)
     sample = f", {training['max_per_intent']} per intent" if training["max_per_intent"] else ""
