@@ -44,6 +44,7 @@ from nlu.settings import NluSettings  # noqa: E402
 DEV_FILE = Path(__file__).resolve().parent / "faq_dev.yml"
 HELDOUT_FILES = (
     ROOT / "tests" / "flows" / "faq_blind.yml",
+    ROOT / "tests" / "flows" / "faq_blind2.yml",
     ROOT / "tests" / "flows" / "faq_heldout.yml",
 )
 

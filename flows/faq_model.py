@@ -48,7 +48,7 @@ from flows.faq_text import (
 )
 
 # Bump when features or training change: cached models are keyed on it.
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 FOLDS = 10
 SEED = 7
 KNN = 10  # nearest phrasings that vote for their entries
@@ -370,6 +370,19 @@ class Scorer:
             out[name + "_gap"] = _gap(out[name])
         return out
 
+    def generic(self, query: TextFeatures, share: float) -> bool:
+        """True when the question has content words and every one of them is
+        used by at least `share` of the entries: it names no topic of its own."""
+        words = query.content_words
+        if not words:
+            return False
+        least = share * self.n_entries
+        for term in words:
+            col = self.word_vocab.index.get(term)
+            if col is None or float(self.coverage[col].sum()) < least:
+                return False
+        return True
+
     def _coverage(self, queries: Sequence[TextFeatures]) -> tuple[np.ndarray, np.ndarray]:
         """Per entry, the IDF-weighted share of a question's content words the
         entry never uses; per question, the share no entry uses at all."""
@@ -545,18 +558,30 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, balanced: bool = False) -> Linear:
     return Linear(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]))
 
 
+# Declining an uncovered question matters more than one more answer: a wrong
+# answer misleads, a decline offers a person. The cut-off keeps at least this
+# share of the cross-validated uncovered questions declined.
+MIN_DECLINED = 0.9
+
+
 def _best_threshold(
     top_correct: np.ndarray, top_score: np.ndarray, is_uncovered: np.ndarray
 ) -> tuple[float, float, float]:
-    """The cut-off maximising answered-right share + declined-uncovered share."""
+    """The cut-off maximising answered-right share + declined-uncovered share,
+    among those that decline at least MIN_DECLINED of the uncovered questions
+    (when any does)."""
     pos = ~is_uncovered
     best = (0.5, -1.0, 0.0, 0.0)
+    fallback = best
     for t in np.unique(np.round(top_score, 3)):
         right = float(np.mean(top_correct[pos] & (top_score[pos] >= t))) if pos.any() else 0.0
         declined = float(np.mean(top_score[is_uncovered] < t)) if is_uncovered.any() else 1.0
-        if right + declined > best[1]:
+        if right + declined > fallback[1]:
+            fallback = (float(t), right + declined, right, declined)
+        if declined >= MIN_DECLINED and right + declined > best[1]:
             best = (float(t), right + declined, right, declined)
-    return best[0], best[2], best[3]
+    chosen = best if best[1] >= 0 else fallback
+    return chosen[0], chosen[2], chosen[3]
 
 
 def out_of_fold_scores(

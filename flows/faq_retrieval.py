@@ -42,6 +42,14 @@ CACHE_SUBDIR = "faq"
 # when the whole message gets nothing, its clauses are tried one by one.
 _CLAUSE_SPLIT = re.compile(r"[，,。.!！？?；;\s]+")
 MIN_CLAUSE_CHARS = 4
+CLAUSE_AGREES_TOP = 3
+# A question whose every word is used by at least this share of the entries
+# ("怎么申请", "要带什么材料", "在哪里") names no topic: when it would be answered,
+# the likeliest entries are offered to choose from instead (the runner-ups may
+# score under the threshold: they are offered, not answered).
+GENERIC_WORD_SHARE = 0.15
+# ... those whose ranker probability is at least this share of the best one's.
+OFFER_SHARE = 0.05
 RECENT_QUESTIONS = 512
 
 
@@ -151,10 +159,33 @@ class FaqRetriever:
         ranked = self._score_texts(candidates)
         best = ranked[0]
         if not best or best[0][1] < limit:
-            # The clause whose best entry scores highest, if any passes.
-            clause_best = max(ranked[1:], key=lambda r: r[0][1], default=[])
+            # The clause whose best entry scores highest, if any passes, among
+            # the clauses about what the whole message is about (its likeliest
+            # entries): a side remark ("生意还行") answers nothing on its own.
+            whole = {i for i, _, _ in best[:CLAUSE_AGREES_TOP]}
+            agreeing = [r for r in ranked[1:] if r and r[0][0] in whole]
+            clause_best = max(agreeing, key=lambda r: r[0][1], default=[])
             if clause_best and clause_best[0][1] >= limit:
                 best = clause_best
+        if (
+            best is ranked[0]
+            and len(best) > 1
+            and best[0][1] >= limit
+            and self._names_no_topic(text)
+        ):
+            offers = [r for r in best[: max(k, 0)] if r[2] >= OFFER_SHARE]
+            if len(offers) >= 2:
+                # Marked as a full share each, so that callers see a choice to offer.
+                return [
+                    FaqMatch(
+                        self._entries[i].id,
+                        score,
+                        self._entries[i].questions[0],
+                        self._entries[i].answer,
+                        1.0,
+                    )
+                    for i, score, _ in offers
+                ]
         out: list[FaqMatch] = []
         for entry_index, score, share in best[: max(k, 0)]:
             if score < limit:
@@ -162,6 +193,10 @@ class FaqRetriever:
             entry = self._entries[entry_index]
             out.append(FaqMatch(entry.id, score, entry.questions[0], entry.answer, share))
         return out
+
+    def _names_no_topic(self, text: str) -> bool:
+        ready = self._state()
+        return ready.scorer.generic(ready.featurize(text), GENERIC_WORD_SHARE)
 
     def _score_texts(self, texts: Sequence[str]) -> list[list[tuple[int, float, float]]]:
         """Per text, (entry index, score, share) for every entry, best first.

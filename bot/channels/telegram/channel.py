@@ -60,7 +60,7 @@ from telegram.ext import (
 
 from bot.app import Core
 from bot.channels.body import read_limited_body
-from bot.channels.outbox import Backoff, StoreLease
+from bot.channels.outbox import Backoff, InFlight, StoreLease, mark_repeat
 from bot.channels.telegram.callbacks import CallbackDataError, CallbackSigner, StaffPress
 from bot.channels.telegram.limits import (
     FloodLimiter,
@@ -200,6 +200,7 @@ class TelegramChannel:
             core.store, OUTBOX_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner
         )
         self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner)
+        self._in_flight = InFlight(core.store, CHANNEL)
 
     # -- wiring ---------------------------------------------------------
 
@@ -677,35 +678,50 @@ class TelegramChannel:
                 store.mark_outbox_failed, item.id, "no Telegram chat id", retry_in_s=None
             )
             return 0.0
+        text = item.text
+        repeat = await asyncio.to_thread(self._in_flight.begin, item.id)
+        if repeat:
+            text = mark_repeat(text, self.core.replies.text("outbox.maybe_repeated"))
         try:
-            await self.application.bot.send_message(
-                chat_id, trim_text(item.text), rate_limit_args=True
-            )
+            await self.application.bot.send_message(chat_id, trim_text(text), rate_limit_args=True)
         except Forbidden as exc:
             # Blocked by the user (or kicked from the group): final, staff see it.
-            await asyncio.to_thread(
-                store.mark_outbox_failed, item.id, f"403 {exc.message}", retry_in_s=None
-            )
+            await asyncio.to_thread(self._refused, item.id, f"403 {exc.message}", None)
         except RetryAfter as exc:
             wait = retry_after_seconds(exc)
             await asyncio.to_thread(
-                store.mark_outbox_failed, item.id, f"429 retry after {wait:g} s", retry_in_s=wait
+                self._refused, item.id, f"429 retry after {wait:g} s", wait, repeat
             )
             return wait
         except BadRequest as exc:
-            await asyncio.to_thread(
-                store.mark_outbox_failed, item.id, f"400 {exc.message}", retry_in_s=None
-            )
+            await asyncio.to_thread(self._refused, item.id, f"400 {exc.message}", None)
         except (NetworkError, TelegramError) as exc:
-            await asyncio.to_thread(
-                store.mark_outbox_failed,
-                item.id,
-                _error_text(exc),
-                retry_in_s=OUTBOX_BACKOFF.retry_in(item.attempts),
-            )
+            retry_in = OUTBOX_BACKOFF.retry_in(item.attempts)
+            if isinstance(exc, NetworkError):
+                # No answer: it may have arrived, so the in-flight mark stays.
+                await asyncio.to_thread(
+                    store.mark_outbox_failed, item.id, _error_text(exc), retry_in_s=retry_in
+                )
+            else:
+                await asyncio.to_thread(self._refused, item.id, _error_text(exc), retry_in, repeat)
         else:
-            await asyncio.to_thread(store.mark_outbox_sent, item.id)
+            await asyncio.to_thread(self._sent, item.id)
         return 0.0
+
+    def _sent(self, item_id: int) -> None:
+        with self.core.store.transaction():
+            self.core.store.mark_outbox_sent(item_id)
+            self._in_flight.end(item_id)
+
+    def _refused(
+        self, item_id: int, error: str, retry_in_s: float | None, repeat: bool = False
+    ) -> None:
+        """Telegram answered with an error: this attempt did not go out (when it
+        was a repeat, the attempt before it still may have)."""
+        with self.core.store.transaction():
+            self.core.store.mark_outbox_failed(item_id, error, retry_in_s=retry_in_s)
+            if retry_in_s is None or not repeat:
+                self._in_flight.end(item_id)
 
     # -- staff group ----------------------------------------------------
 

@@ -157,7 +157,16 @@ class WeChatChannel:
             if config.appid and config.secret
             else None
         )
-        self.worker = OutboxWorker(self.store, self.api, backoff=backoff) if self.api else None
+        self.worker = (
+            OutboxWorker(
+                self.store,
+                self.api,
+                backoff=backoff,
+                repeat_notice=self.replies.text("outbox.maybe_repeated"),
+            )
+            if self.api
+            else None
+        )
         self._turns: dict[str, _Turn] = {}
         self._late: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()

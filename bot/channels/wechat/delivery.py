@@ -10,7 +10,9 @@ WeChat's answer decides what happens to a row:
 
 Several processes may run a worker on the same database; a lease in the store's
 key/value table (`bot.channels.outbox.StoreLease`), renewed before every row,
-lets only one of them deliver at a time, so no row goes twice.
+lets only one of them deliver at a time, so no row goes twice. A process killed
+mid-send leaves the row marked in flight (`bot.channels.outbox.InFlight`): the
+next worker sends it again, headed by a note that it may be a repeat.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.channels.outbox import Backoff, StoreLease
+from bot.channels.outbox import Backoff, InFlight, StoreLease, mark_repeat
 from bot.channels.wechat.render import MAX_TEXT_BYTES, split_text
 from bot.channels.wechat.translate import CHANNEL
 from bot.channels.wechat_api import WeChatApiError, WeChatNetworkError
@@ -70,12 +72,15 @@ class OutboxWorker:
         batch: int = 20,
         lease_s: float = LEASE_S,
         owner: str | None = None,
+        repeat_notice: str = "",
     ) -> None:
         self.store = store
         self.sender = sender
         self.backoff = backoff or Backoff()
         self.batch = batch
         self.lease = StoreLease(store, LEASE_KEY, ttl_s=lease_s, owner=owner or uuid.uuid4().hex)
+        self.in_flight = InFlight(store, CHANNEL)
+        self.repeat_notice = repeat_notice
 
     # -- one pass (blocking; run it in a thread) --------------------------
 
@@ -97,10 +102,17 @@ class OutboxWorker:
 
     def _deliver(self, item: OutboxItem, report: DeliveryReport) -> bool:
         """Send one row and record the outcome; False when WeChat is unreachable."""
+        text = item.text
+        repeat = self.in_flight.begin(item.id)
+        if repeat and self.repeat_notice:
+            text = mark_repeat(text, self.repeat_notice)
         try:
-            for part in split_text(item.text, limit=MAX_TEXT_BYTES):
+            for part in split_text(text, limit=MAX_TEXT_BYTES):
                 self.sender.send_text(item.user_id, part)
         except WeChatApiError as exc:
+            # WeChat answered: this attempt did not go out (an earlier one still may have).
+            if not repeat or exc.errcode not in RETRY_ERRCODES:
+                self.in_flight.end(item.id)
             if exc.errcode in RETRY_ERRCODES:
                 self._retry(item, f"{exc.errcode} {exc.errmsg}", report)
                 return False
@@ -111,9 +123,12 @@ class OutboxWorker:
             log.warning("outbox %s not delivered: %s", item.id, exc.errcode)
             return True
         except WeChatNetworkError as exc:
+            # No answer: it may have arrived, so the mark stays for the retry.
             self._retry(item, f"network: {exc}", report)
             return False
-        self.store.mark_outbox_sent(item.id)
+        with self.store.transaction():
+            self.store.mark_outbox_sent(item.id)
+            self.in_flight.end(item.id)
         report.sent.append(item.id)
         return True
 

@@ -4,6 +4,7 @@ servers do, using wechatpy's crypto."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -129,11 +130,13 @@ class FakeWeChatApi:
         else:
             data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
             content_type = "application/json; encoding=utf-8"
-        handler.send_response(200)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        # The caller may be gone (killed mid-request by a test).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            handler.send_response(200)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
 
     def _error(self, code: int) -> dict[str, Any]:
         return {

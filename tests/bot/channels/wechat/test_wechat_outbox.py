@@ -195,6 +195,33 @@ def test_a_slow_api_is_a_network_error(store: Store, fake_api) -> None:
     assert worker_for(store, api).deliver_due().retrying
 
 
+def test_a_send_that_timed_out_is_retried_as_a_possible_repeat(store: Store, fake_api) -> None:
+    """No answer may still mean delivered: the retries say it may be a repeat,
+    also after a retry WeChat refused. A first attempt refused means not
+    delivered: its retry is plain."""
+    api = api_for(store, fake_api.url, timeout_s=0.3)
+    api.tokens.get()  # the token is in hand; the send itself times out
+    fake_api.delay_s = 1.0
+    store.enqueue("wechat", USER, "您的工单已办结")
+    timing_out = worker_for(store, api)
+    timing_out.repeat_notice = "（可能重复）"
+    assert timing_out.deliver_due().retrying
+    fake_api.delay_s = 0.0
+    store._exec("UPDATE outbox SET next_attempt_at = created_at")  # due again now
+    fake_api.fail_next(-1)
+    assert timing_out.deliver_due().retrying  # busy
+    store._exec("UPDATE outbox SET next_attempt_at = created_at")
+    assert timing_out.deliver_due().sent
+    time.sleep(1.0)  # the timed-out request reaches the fake after its delay
+    assert sorted(fake_api.texts_to(USER)) == ["您的工单已办结", "（可能重复）\n您的工单已办结"]
+    store.enqueue("wechat", USER, "第二条")
+    fake_api.fail_next(-1)
+    assert timing_out.deliver_due().retrying
+    store._exec("UPDATE outbox SET next_attempt_at = created_at")
+    assert timing_out.deliver_due().sent
+    assert fake_api.texts_to(USER)[2:] == ["第二条"]
+
+
 def test_system_busy_is_retried_later(store: Store, fake_api) -> None:
     store.enqueue("wechat", USER, "稍后")
     fake_api.fail_next(-1)
