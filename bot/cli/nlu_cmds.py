@@ -104,7 +104,7 @@ def register(sub: Any) -> None:
         type=_positive_int,
         default=RASA_EPOCHS,
         metavar="N",
-        help=f"DIET training epochs (default: {RASA_EPOCHS}, about 25 s each on 2 cores)",
+        help=f"DIET training epochs (default: {RASA_EPOCHS}; the README has timings)",
     )
     export.add_argument(
         "--max-per-intent",
