@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.cli.common import default_db_path
-from flows.paths import data_dir_from_env
+from flows.paths import data_dir_from_env, operator_nlu_dir
 from nlu.settings import NluSettings
 from nlu.settings import SettingsError as NluSettingsError
 
@@ -32,6 +32,15 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value < float("inf"):
         raise SettingsError(f"{name} must be above 0, got {value}")
     return value
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} must be an http(s):// URL")
+    return raw.rstrip("/")
 
 
 def _db_from_env(env: Mapping[str, str]) -> Path:
@@ -67,7 +76,14 @@ class Settings:
     secret_key: str | None = None
     session_hours: float = 12.0
     overdue_hours: float = 72.0
+    survey_answer_hours: float = 72.0  # a survey unanswered this long is not asked again
     takeover_idle_minutes: float = 15.0
+    # A WeCom group robot's webhook: staff notices are posted there.
+    wecom_webhook_url: str | None = None
+    # Where staff reach the workspace from outside (https://host): links in notices.
+    public_url: str | None = None
+    # How long residents' photos are kept with their tickets.
+    photo_retention_days: float = 180.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -94,7 +110,9 @@ class Settings:
             for name, default in (
                 ("session_hours", 12.0),
                 ("overdue_hours", 72.0),
+                ("survey_answer_hours", 72.0),
                 ("takeover_idle_minutes", 15.0),
+                ("photo_retention_days", 180.0),
             )
         }
         budget = _float(env, "TONGXIN_WECHAT_BUDGET_S", 4.0)
@@ -115,9 +133,11 @@ class Settings:
             nlu = NluSettings.from_env(env)
         except NluSettingsError as exc:
             raise SettingsError(str(exc)) from exc
+        data_dir = data_dir_from_env(env)
+        nlu = replace(nlu, operator_data=(operator_nlu_dir(data_dir),))
         return cls(
             db_path=Path(db) if db else _db_from_env(env),
-            data_dir=data_dir_from_env(env),
+            data_dir=data_dir,
             nlu=nlu,
             form_idle_minutes=idle,
             wechat_token=opt("TONGXIN_WECHAT_TOKEN"),
@@ -135,5 +155,7 @@ class Settings:
             staff_chat_id=opt("TONGXIN_STAFF_CHAT_ID"),
             staff_user_ids=frozenset(staff_ids),
             secret_key=opt("TONGXIN_SECRET_KEY"),
+            wecom_webhook_url=_url(env, "TONGXIN_WECOM_WEBHOOK_URL"),
+            public_url=_url(env, "TONGXIN_PUBLIC_URL"),
             **workspace,
         )

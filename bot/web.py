@@ -15,16 +15,21 @@ from starlette.routing import BaseRoute, Route
 
 from bot.app import Core
 from bot.channels.base import ChannelService
+from bot.overdue_sweeper import running_sweeper
 from bot.workspace import workspace_mount
 
 # /healthz waits this long for the store's write probe; longer means "busy".
 HEALTH_PROBE_S = 3.0
+# Shown in /healthz even when off, so that a missing setting is visible.
+KNOWN_CHANNELS = ("wechat", "telegram", "wecom")
 
 
 def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         """ok only when the store takes a write (a full disk, a read-only,
-        deleted or replaced file all fail it) and every channel says it works."""
+        deleted or replaced file all fail it) and every channel says it works.
+        `channel_state` has each channel: configured, reachable (None: not
+        known yet), its last error."""
         body: dict[str, Any] = {"channels": [c.name for c in channels]}
         ok = True
         try:
@@ -45,6 +50,8 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
             state = check() if check is not None else {"ok": True}
             states[channel.name] = state
             ok = ok and bool(state.get("ok"))
+        for name in KNOWN_CHANNELS:
+            states.setdefault(name, {"configured": False})
         body["channel_state"] = states
         body["status"] = "ok" if ok else "error"
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -61,7 +68,8 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
             for channel in channels:
                 await channel.start()
                 started.append(channel)
-            yield
+            async with running_sweeper(core):
+                yield
         finally:
             for channel in reversed(started):
                 await channel.stop()

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from flows.deadlines import check_deadlines
 from flows.definitions import FlowBook, FlowDataError, validate_flow_data
 from flows.faq import validate_faq
 from flows.replies import Replies, RepliesError
+from flows.satisfaction import SURVEY_REPLY_IDS
+from flows.survey_reader import SurveyDataError, load_phrasings
 
 # Reply ids the engine asks for by name (flow-specific ids come from flows.yml).
 ENGINE_REPLY_IDS: tuple[str, ...] = (
@@ -112,6 +115,13 @@ def check_dialogue(paths: Sequence[Path]) -> list[DataProblem]:
             continue
         for text in validate_flow_data(raw_flows, raw_routes, str(flows_path), str(routing_path)):
             problems.append(DataProblem(str(flows_path), text))
+        for text in check_deadlines(data_dir):
+            problems.append(DataProblem(str(routing_path), text))
+        answers_path = data_dir / "survey" / "answers.yml"
+        try:
+            load_phrasings(answers_path)
+        except SurveyDataError as exc:
+            problems.append(DataProblem(str(answers_path), str(exc)))
         try:
             replies = Replies.load(replies_dir)
         except RepliesError as exc:
@@ -125,6 +135,7 @@ def check_dialogue(paths: Sequence[Path]) -> list[DataProblem]:
             problems.append(DataProblem(str(flows_path), str(exc)))
             continue
         wanted = [(rid, "the dialogue engine") for rid in ENGINE_REPLY_IDS]
+        wanted += [(rid, "the satisfaction survey") for rid in SURVEY_REPLY_IDS]
         for flow in book.flows.values():
             wanted.append((flow.summary, f"flow {flow.name!r} summary"))
             for slot in flow.slots:

@@ -80,6 +80,8 @@ class ServiceDesk:
         route = self.book.routes["human_handoff"]
         for ticket in self.store.list_tickets(channel=msg.channel, user_id=msg.user_id):
             if ticket.kind == "human_handoff" and ticket.status in ("open", "assigned"):
+                # Asked again: staff are reminded (the staff notifiers post `handoff`).
+                self.store.add_ticket_event(ticket.id, actor="user", action="handoff")
                 return Reply(self.r.text("handoff.exists", ticket_id=ticket.id))
         fields: dict[str, Any] = {"reason": reason[:500]}
         if form is not None:

@@ -24,6 +24,8 @@ from flows.form_answers import (
 from flows.form_fill import add_note, fill
 from flows.messages import Button, IncomingMessage, Reply
 from flows.replies import Replies
+from flows.review import ReviewQueue, needs_review
+from flows.satisfaction import Surveys
 from flows.slots import (
     CJK,
     contains_any,
@@ -137,6 +139,8 @@ class DialogueEngine:
         fact: Callable[[str], str | None],
         settings: EngineSettings | None = None,
         read_act: ReadAct | None = None,
+        review: ReviewQueue | None = None,
+        surveys: Surveys | None = None,
     ) -> None:
         self.book = book
         self.r = replies
@@ -147,7 +151,17 @@ class DialogueEngine:
         self.settings = settings or EngineSettings()
         # (text, asked slot, parse) -> acts ranked, nlu/form_acts.py; None: from the intent.
         self.read_act = read_act
+        # Messages the bot could not place go to staff for labelling (flows/review.py).
+        self.review = review
+        # "Out of scope" is there too: 残疾证怎么办理 is a question residents ask
+        # that nothing here answers yet, which is what the office wants to see.
+        self._unanswered = frozenset(
+            self._say(reply_id)
+            for reply_id in ("faq.none", "fallback", "out_of_scope", "form.question_unknown")
+        )
         self.desk = ServiceDesk(book=book, replies=replies, store=store, fact=fact)
+        # The satisfaction survey after a resolved ticket; None: not asked.
+        self.surveys = surveys
 
     # -- entry ----------------------------------------------------------
 
@@ -162,12 +176,45 @@ class DialogueEngine:
         if msg.kind == "event":
             replies = self._event(msg, state, now)
         elif msg.kind == "text":
-            replies = self._text(msg, parse, state)
+            replies = self._survey_answer(msg, state, now) or self._text(msg, parse, state)
+            replies += self._survey_question(msg, state, now)
         else:
             replies = self._media(msg, state)
         if out:
             replies = [Reply("\n".join(out)), *replies]
         return replies
+
+    def _survey_answer(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """The reply to an answer of the resident's open survey; empty when the
+        message is no answer (it then goes on to the dialogue)."""
+        # The survey is asked and answered in the private chat, never in a group.
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
+            return []
+        said = self.surveys.answer(msg.channel, msg.user_id, msg.text.strip(), now)
+        if said is None:
+            return []
+        state.choices, state.menu, state.offer = [], False, None
+        return [Reply(said)]
+
+    def _survey_question(
+        self, msg: IncomingMessage, state: ConversationState, now: datetime
+    ) -> list[Reply]:
+        """A survey that waited for the resident's form to end, asked once the
+        turn leaves them idle."""
+        if self.surveys is None or msg.in_group or state.form is not None:
+            return []
+        if state.confirming_forget:
+            return []
+        question = self.surveys.ask_pending(msg.channel, msg.user_id, now, self._kind_label)
+        return [Reply(question)] if question else []
+
+    def _kind_label(self, kind: str) -> str:
+        key = f"kind.{kind}"
+        return self.r.text(key) if key in self.r else kind
 
     def _drop_stale_form(self, state: ConversationState, out: list[str]) -> None:
         """An operator may rename a flow or a slot in flows.yml while a user is
@@ -250,6 +297,11 @@ class DialogueEngine:
         self, msg: IncomingMessage, parse: ParseResult, text: str, state: ConversationState
     ) -> list[Reply]:
         replies = self._idle_reply(msg, parse, text, state)
+        if self.review is not None:
+            if replies and replies[-1].text in self._unanswered:
+                self.review.record("faq", text, parse)
+            elif needs_review(parse):
+                self.review.record("intent", text, parse)
         if state.form is None and parse.intent.name not in _SOCIAL_INTENTS:
             # Kept a few minutes: a form started next is prefilled from it.
             item = {"at": state.last_active or "", "text": text[:500], "intent": parse.intent.name}
@@ -644,11 +696,11 @@ class DialogueEngine:
             form.retries = 0
             form.offered_handoff = False
             if act == "question" and slot.name not in filled.slots:
-                answered = self._question_in_form(text, state, flow)
+                answered = self._question_in_form(text, state, flow, parse=parse)
                 return [*answered, Reply(self._next_step(flow, form, state))]
             return [Reply(self._next_step(flow, form, state))]
         if act == "question":
-            answered = self._question_in_form(text, state, flow)
+            answered = self._question_in_form(text, state, flow, parse=parse)
             return [*answered, Reply(self._resume(flow, form, state))]
         if act == "confirm":
             return self._done_with_details(msg, state, flow, form, slot)
@@ -682,11 +734,8 @@ class DialogueEngine:
             return "answer"
         if contains_any(fold_for_matching(text), self.book.reuse_words):
             return "answer"
-        act = (
-            self.read_act(text, asked, parse)[0][0]
-            if self.read_act is not None
-            else _act_from_intent(text, parse)
-        )
+        ranked = self.read_act(text, asked, parse) if self.read_act is not None else []
+        act = ranked[0][0] if ranked else _act_from_intent(text, parse)
         if act == "answer" and _ASKS_BACK.search(fold_for_matching(text)):
             return "question"  # "云法庭是不是可以在网上开庭？" is no place
         if act == "chitchat" and _LEADING_YES.match(fold_for_matching(text)):
@@ -853,11 +902,19 @@ class DialogueEngine:
         return self.parse("，".join(kept))
 
     def _question_in_form(
-        self, text: str, state: ConversationState, flow: FlowSpec, *, offer: bool = False
+        self,
+        text: str,
+        state: ConversationState,
+        flow: FlowSpec,
+        *,
+        offer: bool = False,
+        parse: ParseResult | None = None,
     ) -> list[Reply]:
         answered = self._faq_answer(
             text, state, offer_flow=flow if offer else None, prefer=flow.faq_prefixes
         )
+        if not answered and self.review is not None:
+            self.review.record("faq", text, parse or self.parse(text))
         return answered or [Reply(self.r.text("form.question_unknown"))]
 
     def _done_with_details(
@@ -942,7 +999,7 @@ class DialogueEngine:
         if act == "confirm" or self._yes_no(text, parse) == "yes":
             return self._submit(msg, state, flow, form)
         if act == "question":
-            answered = self._question_in_form(text, state, flow)
+            answered = self._question_in_form(text, state, flow, parse=parse)
             return [*answered, Reply(self._resume(flow, form, state))]
         return [Reply(self.r.text("form.what_to_change"))]
 

@@ -5,6 +5,7 @@ Files (under the data directory, see `flows.paths`):
   faq/*.yml          a list of entries: id, questions, answer, tags, intent
   faq/synonyms.yml   canonical spelling -> variants and typos
   faq/phrasings.yml  entry id -> more phrasings (merged into the entry's questions)
+  faq/reviewed_phrasings.yml  the same, written by the review queue (flows/review_labels.py)
   faq/uncovered.yml  in-domain questions no entry answers (negatives for the ranker)
   facts.yml          district facts that answers reference as `{group.name}`
 
@@ -65,8 +66,11 @@ UNKNOWN_FACT_NOTE = (
 FAQ_FILE_GLOB = "*.yml"
 SYNONYMS_FILE = "synonyms.yml"
 PHRASINGS_FILE = "phrasings.yml"
+REVIEWED_PHRASINGS_FILE = "reviewed_phrasings.yml"
 UNCOVERED_FILE = "uncovered.yml"
-_NOT_ENTRY_FILES = frozenset({SYNONYMS_FILE, PHRASINGS_FILE, UNCOVERED_FILE})
+_NOT_ENTRY_FILES = frozenset(
+    {SYNONYMS_FILE, PHRASINGS_FILE, REVIEWED_PHRASINGS_FILE, UNCOVERED_FILE}
+)
 FACTS_FILE = "facts.yml"
 MAX_ANSWER_CHARS = 600  # a WeChat text reply holds about 2,000 bytes
 
@@ -438,7 +442,8 @@ def load_entries(faq_dir: Path, facts: Facts | None = None) -> tuple[list[FaqEnt
             entries.append(entry)
     if not entries and not problems:
         problems.append(f"{faq_dir}: no FAQ entries found")
-    entries = _merge_phrasings(faq_dir / PHRASINGS_FILE, entries, question_owner, problems)
+    for name in (PHRASINGS_FILE, REVIEWED_PHRASINGS_FILE):
+        entries = _merge_phrasings(faq_dir / name, entries, question_owner, problems)
     return _fold_aliases(entries, problems), problems
 
 

@@ -243,6 +243,10 @@ def features(
             if not token or token in STOPWORDS:
                 previous = ""
                 continue
+            if token.isdigit():
+                # Which number says little about what is asked (55岁, 3号楼, a
+                # stray digit); that there is one says a little.
+                token = "#"
             if lexicon is not None:
                 token = lexicon.correct(token)
                 for part in lexicon.parts(token):

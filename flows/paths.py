@@ -21,3 +21,9 @@ def data_dir_from_env(environ: Mapping[str, str]) -> Path:
     """
     explicit = environ.get(DATA_DIR_ENV, "").strip()
     return Path(explicit) if explicit else default_data_dir()
+
+
+def operator_nlu_dir(data_dir: Path) -> Path:
+    """The operator's own NLU training files (labels from the review queue):
+    under the data directory, so they survive upgrades of the package."""
+    return data_dir / "nlu"

@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from flows.replies import Replies
+from flows.satisfaction import queue_survey
 from flows.store import (
     ALLOWED_TRANSITIONS,
     FORGOTTEN_USER_ID,
@@ -23,6 +24,7 @@ from flows.store import (
     Ticket,
     TicketEvent,
     parse_iso,
+    utcnow,
 )
 
 # Notes reach the user's phone: long enough for a real answer, short enough
@@ -128,13 +130,18 @@ def update_ticket(
             f"(allowed: {', '.join(allowed) or 'none'})"
         )
     reply_id = f"ticket.notify.{status}" if status else "ticket.notify.note"
-    return store.change_ticket(
-        ticket.id,
-        actor=actor,
-        status=status,
-        note=note,
-        notify_text=_notify_text(replies, ticket, reply_id, note=note),
-    )
+    with store.transaction():
+        changed = store.change_ticket(
+            ticket.id,
+            actor=actor,
+            status=status,
+            note=note,
+            notify_text=_notify_text(replies, ticket, reply_id, note=note),
+        )
+        if status == "resolved":
+            # Asked right after the outcome; waits if the resident is in a form.
+            queue_survey(store, replies, changed, kind_label(replies, changed.kind), utcnow())
+    return changed
 
 
 def resolve_ticket(store: Store, replies: Replies, ticket_id: str, note: str, actor: str) -> Ticket:

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -121,6 +121,12 @@ class Ticket:
     created_at: str
     updated_at: str
     resolved_at: str | None
+    due_at: str | None = None
+    first_response_at: str | None = None
+    overdue_at: str | None = None  # when the one overdue reminder was recorded
+    satisfaction: str | None = None  # satisfied, neutral, unsatisfied
+    satisfaction_comment: str | None = None
+    escalated_at: str | None = None  # a second unsatisfied answer went to an admin
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +142,12 @@ class Ticket:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "resolved_at": self.resolved_at,
+            "due_at": self.due_at,
+            "first_response_at": self.first_response_at,
+            "overdue_at": self.overdue_at,
+            "satisfaction": self.satisfaction,
+            "satisfaction_comment": self.satisfaction_comment,
+            "escalated_at": self.escalated_at,
         }
 
 
@@ -222,6 +234,12 @@ def _ticket_from_row(row: dict[str, Any]) -> Ticket:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         resolved_at=row["resolved_at"],
+        due_at=row.get("due_at"),
+        first_response_at=row.get("first_response_at"),
+        overdue_at=row.get("overdue_at"),
+        satisfaction=row.get("satisfaction"),
+        satisfaction_comment=row.get("satisfaction_comment"),
+        escalated_at=row.get("escalated_at"),
     )
 
 
@@ -360,9 +378,81 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The review queue (flows/review.py): one row per distinct masked message."""
+    db.execute(
+        "CREATE TABLE review_items ("
+        " key TEXT PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL,"
+        " count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
+        " guesses TEXT NOT NULL, status TEXT NOT NULL, label_kind TEXT, label TEXT,"
+        " labelled_by TEXT, labelled_at TEXT)"
+    )
+    db.execute("CREATE INDEX ix_review_items_status ON review_items(status, count)")
+
+
+def local_day(stamp: str) -> str:
+    """The local (China) date of a stored UTC timestamp, as YYYY-MM-DD."""
+    return parse_iso(stamp).astimezone(LOCAL_TZ).date().isoformat()
+
+
+def minutes_between(start: str, end: str) -> int:
+    """Whole minutes from `start` to `end`: the stored durations (integers, so
+    that medians come from a GROUP BY histogram in any SQL database)."""
+    return int((parse_iso(end) - parse_iso(start)).total_seconds() // 60)
+
+
+# Deadlines, the satisfaction survey and the figures of the dashboard. The
+# dashboard groups by local day and reads durations, so both are stored when a
+# ticket changes rather than computed per query (plain SQL, for PostgreSQL too).
+_V2_DDL: tuple[str, ...] = (
+    "ALTER TABLE tickets ADD COLUMN created_day TEXT",
+    "ALTER TABLE tickets ADD COLUMN due_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN first_response_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN first_response_minutes INTEGER",
+    "ALTER TABLE tickets ADD COLUMN resolve_minutes INTEGER",
+    "ALTER TABLE tickets ADD COLUMN overdue_at TEXT",
+    "ALTER TABLE tickets ADD COLUMN satisfaction TEXT",
+    "ALTER TABLE tickets ADD COLUMN satisfaction_comment TEXT",
+    "ALTER TABLE tickets ADD COLUMN escalated_at TEXT",
+    # Covering indexes: the dashboard's queries read these, never the wide rows.
+    "CREATE INDEX ix_tickets_open_due ON tickets(status, department, due_at)",
+    "CREATE INDEX ix_tickets_figures ON tickets(created_day, department, kind, status,"
+    " satisfaction, resolve_minutes, first_response_minutes)",
+    "CREATE INDEX ix_tickets_dept_figures ON tickets(department, created_day, kind, status,"
+    " satisfaction, resolve_minutes, first_response_minutes)",
+    "CREATE INDEX ix_tickets_escalated ON tickets(escalated_at)",
+    "CREATE INDEX ix_message_log_topics ON message_log(at, direction, intent)",
+    "CREATE TABLE surveys ("
+    " ticket_id TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " status TEXT NOT NULL, asked_at TEXT, expires_at TEXT, answer TEXT, comment TEXT,"
+    " unsatisfied_count INTEGER NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX ix_surveys_user ON surveys(channel, user_id, status)",
+)
+
+
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    for statement in _V2_DDL:
+        db.execute(statement)
+    rows = db.execute("SELECT id, created_at, resolved_at FROM tickets").fetchall()
+    for ticket_id, created_at, resolved_at in rows:
+        minutes = minutes_between(created_at, resolved_at) if resolved_at else None
+        db.execute(
+            "UPDATE tickets SET created_day = ?, resolve_minutes = ? WHERE id = ?",
+            (local_day(created_at), minutes, ticket_id),
+        )
+
+
 # Each step takes the schema from version i to i + 1. Add new steps at the end;
 # never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+)
+
+# (kind, stage, start) -> due time, stage "respond" or "resolve"; flows/deadlines.py.
+DueRule = Callable[[str, str, datetime], datetime | None]
 
 
 def _create_private(path: Path) -> None:
@@ -416,6 +506,7 @@ class Store:
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
         self._ticket_quota: tuple[int, float, frozenset[str]] | None = None
+        self._due_rule: DueRule | None = None
         self._migrate()
 
     def _open_read_only(self, busy_timeout_s: float) -> None:
@@ -436,6 +527,7 @@ class Store:
         self._identity = self._file_identity()
         self._checkpoint_after_commit = False
         self._ticket_quota = None
+        self._due_rule = None
         version = self.schema_version()  # reads the header: a damaged file fails here
         if version > len(MIGRATIONS):
             raise SchemaTooNewError(
@@ -468,6 +560,58 @@ class Store:
         """At most `limit` tickets per user of `channels` in `period_s`; over it
         create_ticket raises TicketQuotaError (and its transaction rolls back)."""
         self._ticket_quota = (limit, period_s, channels)
+
+    def set_due_rule(self, rule: DueRule | None) -> None:
+        """How due times are computed (flows/deadlines.py); without one, new
+        tickets get none until `fill_due_times` runs with a rule."""
+        self._due_rule = rule
+
+    def _due(self, kind: str, start: str, *, responded: bool) -> str | None:
+        if self._due_rule is None:
+            return None
+        begin = parse_iso(start)
+        due = None if responded else self._due_rule(kind, "respond", begin)
+        if due is None:
+            due = self._due_rule(kind, "resolve", begin)
+        return iso(due) if due is not None else None
+
+    def fill_due_times(self) -> int:
+        """Give open tickets without a due time one (tickets made before
+        deadlines existed, or by a process without the rule)."""
+        if self._due_rule is None:
+            return 0
+        rows = self._rows(
+            "SELECT id, kind, created_at, first_response_at FROM tickets WHERE due_at IS NULL "
+            "AND status IN ('open', 'assigned', 'in_progress')"
+        )
+        filled = 0
+        for r in rows:
+            due = self._due(r["kind"], r["created_at"], responded=bool(r["first_response_at"]))
+            if due is not None:
+                self._exec(
+                    "UPDATE tickets SET due_at = ? WHERE id = ? AND due_at IS NULL", (due, r["id"])
+                )
+                filled += 1
+        return filled
+
+    def mark_overdue(self, ticket_id: str, *, now: datetime, actor: str = "system") -> bool:
+        """Record the ticket's one `overdue` event if it is open, past due and
+        has none yet. The claim is a conditional UPDATE inside the event's
+        transaction: of two processes racing, exactly one writes the event."""
+        with self.transaction():
+            stamp = iso(now)
+            cur = self._exec(
+                "UPDATE tickets SET overdue_at = ? WHERE id = ? AND overdue_at IS NULL "
+                "AND due_at < ? AND status IN ('open', 'assigned', 'in_progress')",
+                (stamp, ticket_id, stamp),
+            )
+            if cur.rowcount != 1:
+                return False
+            ticket = self.get_ticket(ticket_id)
+            self._add_event(
+                ticket.id, actor, "overdue", ticket.status, ticket.status, ticket.due_at, stamp
+            )
+            return True
 
     def _check_ticket_quota(self, channel: str, user_id: str, now: datetime) -> None:
         if self._ticket_quota is None:
@@ -636,8 +780,9 @@ class Store:
             stamp = iso(now)
             self._exec(
                 "INSERT INTO tickets(id, kind, status, department, channel, user_id, phone, "
-                "fields, assignee, dedupe_key, created_at, updated_at, resolved_at) "
-                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
+                "fields, assignee, dedupe_key, created_at, updated_at, resolved_at, "
+                "created_day, due_at) "
+                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, ?, ?)",
                 (
                     ticket_id,
                     kind,
@@ -649,6 +794,8 @@ class Store:
                     dedupe_key,
                     stamp,
                     stamp,
+                    local_day(stamp),
+                    self._due(kind, stamp, responded=False),
                 ),
             )
             self._add_event(ticket_id, actor, "created", None, "open", None, stamp)
@@ -722,6 +869,26 @@ class Store:
         rows = self._rows(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [TicketEvent(**r) for r in rows]
 
+    def events_with_actions_after(
+        self, event_id: int, actions: Sequence[str], *, limit: int = 100
+    ) -> list[TicketEvent]:
+        """Like `events_after`, for several actions at once (staff notices:
+        created, overdue, handoff)."""
+        if not actions:
+            return []
+        marks = ", ".join("?" * len(actions))
+        rows = self._rows(
+            f"SELECT * FROM ticket_events WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT ?",
+            (event_id, *actions, limit),
+        )
+        return [TicketEvent(**r) for r in rows]
+
+    def add_ticket_event(
+        self, ticket_id: str, *, actor: str, action: str, note: str | None = None
+    ) -> None:
+        """An audit event that moves nothing (a resident asking again for a person)."""
+        self._add_event(ticket_id.strip().upper(), actor, action, None, None, note, iso(utcnow()))
+
     def last_event_id(self) -> int:
         """The id of the newest ticket event (0 when there is none)."""
         row = self._one("SELECT COALESCE(MAX(id), 0) AS n FROM ticket_events")
@@ -753,15 +920,28 @@ class Store:
                 )
             stamp = iso(utcnow())
             resolved_at = ticket.resolved_at
+            due_at = ticket.due_at
             if new_status == "resolved":
                 resolved_at = stamp
             elif new_status == "in_progress" and ticket.status == "resolved":
                 resolved_at = None
+                # Reopened: the desk has the kind's time to resolve it again.
+                due_at = self._due(ticket.kind, stamp, responded=True) or due_at
             self._exec(
-                "UPDATE tickets SET status = ?, assignee = ?, updated_at = ?, resolved_at = ? "
-                "WHERE id = ?",
-                (new_status, assignee or ticket.assignee, stamp, resolved_at, ticket.id),
+                "UPDATE tickets SET status = ?, assignee = ?, updated_at = ?, resolved_at = ?, "
+                "resolve_minutes = ?, due_at = ? WHERE id = ?",
+                (
+                    new_status,
+                    assignee or ticket.assignee,
+                    stamp,
+                    resolved_at,
+                    minutes_between(ticket.created_at, resolved_at) if resolved_at else None,
+                    due_at,
+                    ticket.id,
+                ),
             )
+            if actor != "user":
+                self.record_first_response(ticket.id, stamp)
             action = "assigned" if assignee else ("status" if status else "note")
             full_note = note
             if assignee:
@@ -770,6 +950,19 @@ class Store:
             if notify_text:
                 self.enqueue(ticket.channel, ticket.user_id, notify_text, ticket_id=ticket.id)
             return self.get_ticket(ticket.id)
+
+    def record_first_response(self, ticket_id: str, stamp: str) -> None:
+        """The first time staff act on a ticket (a reply, a move): its time to
+        first response, and from then on its due time is the one to resolve."""
+        ticket = self.get_ticket(ticket_id)
+        if ticket.first_response_at is not None:
+            return
+        due = self._due(ticket.kind, ticket.created_at, responded=True) or ticket.due_at
+        self._exec(
+            "UPDATE tickets SET first_response_at = ?, first_response_minutes = ?, due_at = ? "
+            "WHERE id = ? AND first_response_at IS NULL",
+            (stamp, minutes_between(ticket.created_at, stamp), due, ticket.id),
+        )
 
     def stats(self) -> Stats:
         stats = Stats()
@@ -955,6 +1148,15 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (iso(utcnow()), channel, user_id, direction, text, intent),
         )
+
+    def last_message_at(self, channel: str, user_id: str, *, direction: str = "in") -> str | None:
+        """When the newest logged message of a user went in (or out); None if none."""
+        row = self._one(
+            "SELECT MAX(at) AS at FROM message_log WHERE channel = ? AND user_id = ? "
+            "AND direction = ?",
+            (channel, user_id, direction),
+        )
+        return None if row is None or row["at"] is None else str(row["at"])
 
     def message_log(self, channel: str, user_id: str) -> list[dict[str, Any]]:
         return self._rows(

@@ -10,11 +10,11 @@ the SQL lives in this one module so that another backend replaces one file.
 from __future__ import annotations
 
 import hashlib
-import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from flows.stats import StatsFilter, compute_stats
 from flows.store import LOCAL_TZ, Store, StoreError, Ticket, _ticket_from_row, iso, utcnow
 
 ROLES: tuple[str, ...] = ("admin", "staff", "viewer")
@@ -123,9 +123,6 @@ class WorkspaceStore:
         with store.transaction():
             for statement in _SCHEMA:
                 store._exec(statement)
-        self._has_satisfaction = any(
-            r["name"] == "satisfaction" for r in store._rows("PRAGMA table_info(tickets)")
-        )
 
     # -- accounts -------------------------------------------------------
 
@@ -272,7 +269,8 @@ class WorkspaceStore:
 
     @staticmethod
     def _overdue_sql() -> str:
-        return f"(status IN ({','.join(repr(s) for s in OPEN_STATUSES)}) AND created_at < ?)"
+        # `due_at` is the ticket's next deadline (flows/deadlines.py), indexed.
+        return f"(status IN ({','.join(repr(s) for s in OPEN_STATUSES)}) AND due_at < ?)"
 
     def queue(
         self,
@@ -347,7 +345,12 @@ class WorkspaceStore:
         return {r["status"]: int(r["n"]) for r in rows}
 
     def is_overdue(self, ticket: Ticket, overdue_before: datetime) -> bool:
-        return ticket.status in OPEN_STATUSES and ticket.created_at < iso(overdue_before)
+        """`overdue_before`: now (a ticket due before it is overdue)."""
+        return (
+            ticket.status in OPEN_STATUSES
+            and ticket.due_at is not None
+            and ticket.due_at < iso(overdue_before)
+        )
 
     def assignees(self, departments: frozenset[str] | None) -> list[str]:
         where = ""
@@ -363,54 +366,15 @@ class WorkspaceStore:
         return [r["assignee"] for r in rows]
 
     def stats(
-        self, *, departments: frozenset[str] | None, overdue_before: datetime
+        self, *, departments: frozenset[str] | None, overdue_before: datetime, f: Any = None
     ) -> dict[str, Any]:
-        where, params = self._where(TicketFilter(), departments, iso(overdue_before))
-        by_kind: dict[str, int] = {}
-        by_status: dict[str, int] = {}
-        for row in self.store._rows(
-            f"SELECT kind, status, COUNT(*) AS n FROM tickets{where} GROUP BY 1, 2", tuple(params)
-        ):
-            by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + row["n"]
-            by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
-        # Cancelled tickets were withdrawn, not handled: they count for neither side.
-        handled = sum(n for s, n in by_status.items() if s != "cancelled")
-        completed = by_status.get("resolved", 0) + by_status.get("closed", 0)
-        and_where = where + (" AND " if where else " WHERE ")
-        overdue_row = self.store._one(
-            f"SELECT COUNT(*) AS n FROM tickets{and_where}{self._overdue_sql()}",
-            (*params, iso(overdue_before)),
+        """The dashboard's figures (flows/stats.py) within `departments`."""
+        chosen = f or StatsFilter()
+        return compute_stats(
+            self.store,
+            StatsFilter(chosen.since, chosen.until, departments, chosen.department),
+            now=overdue_before,
         )
-        hours = [
-            (datetime.fromisoformat(r["resolved_at"]) - datetime.fromisoformat(r["created_at"]))
-            / timedelta(hours=1)
-            for r in self.store._rows(
-                f"SELECT created_at, resolved_at FROM tickets{and_where}resolved_at IS NOT NULL",
-                tuple(params),
-            )
-        ]
-        satisfaction_rate = None
-        answers = 0
-        if self._has_satisfaction:
-            rows = self.store._rows(
-                f"SELECT satisfaction, COUNT(*) AS n FROM tickets{and_where}"
-                "satisfaction IS NOT NULL GROUP BY 1",
-                tuple(params),
-            )
-            answers = sum(r["n"] for r in rows)
-            content = sum(r["n"] for r in rows if r["satisfaction"] in ("satisfied", "neutral"))
-            satisfaction_rate = content / answers if answers else None
-        return {
-            "total": sum(by_status.values()),
-            "completed": completed,
-            "completion_rate": completed / handled if handled else None,
-            "satisfaction_rate": satisfaction_rate,
-            "satisfaction_answers": answers,
-            "by_kind": by_kind,
-            "by_status": by_status,
-            "overdue": int(overdue_row["n"]) if overdue_row else 0,
-            "median_hours_to_resolve": statistics.median(hours) if hours else None,
-        }
 
     # -- conversation ---------------------------------------------------
 

@@ -34,7 +34,7 @@ from nlu.rasa_backend import RasaClient
 from nlu.settings import NluSettings
 from nlu.tokenizer import Tokenizer, normalize_text, sanitize_text
 from nlu.training import fingerprint_extras, train_from_files
-from nlu.training_data import data_fingerprint, default_data_paths, resolve_data_paths
+from nlu.training_data import data_fingerprint
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
 from nlu.word_vectors import WordVectorsError, load_word_vectors
 
@@ -188,11 +188,10 @@ def ensure_model(
         except WordVectorsError as exc:
             raise ModelIncompatibleError(f"{exc}; it ships with tongxin: reinstall") from exc
     model_dir = settings.resolved_model_dir()
-    data_files = (
-        resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()
-    )
+    data_files = settings.training_files()
     data_available = bool(data_files) and all(p.is_file() for p in data_files)
     extra = fingerprint_extras(settings.userdict, feature_config)
+    data_hash = data_fingerprint(data_files, extra) if data_available else None
 
     error: type[ModelError]
     try:
@@ -208,7 +207,11 @@ def ensure_model(
                 f"NLU model in {model_dir} is incompatible: {problem}",
                 (ModelIncompatibleError),
             )
-        elif data_available and metadata.get("data_hash") != data_fingerprint(data_files, extra):
+        elif (
+            data_available
+            and metadata.get("data_hash") != data_hash
+            and not only_labels_changed(metadata, settings, extra)
+        ):
             reason, error = (
                 f"NLU model in {model_dir} is stale (training data changed)",
                 (ModelStaleError),
@@ -220,16 +223,23 @@ def ensure_model(
             reason, error = f"NLU model in {model_dir} used other feature settings", ModelStaleError
         else:
             try:
-                return load_model(model_dir, metadata)
+                model = load_model(model_dir, metadata)
             except ModelIncompatibleError as exc:
                 reason, error = str(exc), ModelIncompatibleError
+            else:
+                if notify is not None and data_available and metadata.get("data_hash") != data_hash:
+                    notify(
+                        "labels from the review queue are not in the NLU model yet: run "
+                        "`tongxin nlu train --gate` (or the button on /staff/review)"
+                    )
+                return model
     if not (data_available and settings.auto_train):
         why = "no training data found" if not data_available else "automatic training is off"
         raise error(f"{reason}; {why}: run `tongxin nlu train`")
     if notify is not None:
         notify(f"{reason}: training it now from {len(data_files)} data file(s)...")
     model, summary = train_from_files(
-        data_files, model_dir, tokenizer, feature_config, classifier_config
+        data_files, model_dir, tokenizer, feature_config, classifier_config, settings.base_files()
     )
     try:
         save_model(model, model_dir, {})
@@ -240,6 +250,16 @@ def ensure_model(
     if notify is not None:
         notify(f"trained on {summary.n_examples} examples in {summary.seconds:.1f} s; {where}")
     return model
+
+
+def only_labels_changed(
+    metadata: dict[str, Any], settings: NluSettings, extra: Sequence[Path]
+) -> bool:
+    """True when the model's base data (the files that ship with the package) is
+    current and only the operator's labels changed: those wait for a gated
+    retraining (`tongxin nlu train --gate`) and must not slip in by an automatic
+    one, nor undo a rollback. New base data (an upgrade) still retrains."""
+    return metadata.get("base_hash") == data_fingerprint(settings.base_files(), extra)
 
 
 def load_parser(
@@ -253,6 +273,17 @@ def load_parser(
     remote = (
         RasaClient(settings.rasa_url, timeout=settings.rasa_timeout) if settings.rasa_url else None
     )
+    return parser_for_model(model, tokenizer, settings, remote)
+
+
+def parser_for_model(
+    model: IntentModel,
+    tokenizer: Tokenizer,
+    settings: NluSettings,
+    remote: RasaClient | None = None,
+) -> Parser:
+    """A Parser around a loaded `model`, with its form-act reader (trained when
+    the one saved beside the model belongs to another intent model)."""
     # The act model is trained on the embedded model's own parses (never a
     # remote one's), so that its intent features mean the same at run time.
     embedded = Parser(

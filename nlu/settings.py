@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlu.tokenizer import DEFAULT_USERDICT, default_cache_dir
+from nlu.training_data import default_data_paths, resolve_data_paths
 
 # Below this top confidence the parser answers `nlu_fallback` (Rasa's
 # FallbackClassifier `threshold`). The confidences are temperature-calibrated,
@@ -65,6 +66,9 @@ class NluSettings:
     rasa_timeout: float = DEFAULT_RASA_TIMEOUT
     # Train when the model is missing or stale and the data is at hand.
     auto_train: bool = True
+    # The operator's own labelled files or folders (the review queue writes
+    # there), trained on beside `data_paths`; missing ones are skipped.
+    operator_data: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("fallback_threshold", "ambiguity_threshold"):
@@ -96,6 +100,17 @@ class NluSettings:
             except ValueError:
                 raise SettingsError(f"{ENV_RASA_TIMEOUT} is not a number") from None
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    def base_files(self) -> list[Path]:
+        """The training files that ship with the package (or `data_paths`)."""
+        return resolve_data_paths(self.data_paths) if self.data_paths else default_data_paths()
+
+    def operator_files(self) -> list[Path]:
+        return resolve_data_paths(p for p in self.operator_data if p.exists())
+
+    def training_files(self) -> list[Path]:
+        """Everything `tongxin nlu train` trains on: the base files, then the operator's."""
+        return self.base_files() + self.operator_files()
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else default_cache_dir({})

@@ -91,16 +91,21 @@ def train_from_files(
     tokenizer: Tokenizer,
     feature_config: FeatureConfig | None = None,
     classifier_config: ClassifierConfig | None = None,
+    base_files: Sequence[Path] | None = None,
 ) -> tuple[IntentModel, TrainSummary]:
     """Train on `data_paths` (files or directories); the model carries the metadata
-    `save_model` needs. Raises TrainingDataError when the data is unusable."""
+    `save_model` needs. `base_files`: the part of the data that ships with the
+    package (the rest are the operator's labels), fingerprinted on its own as
+    `base_hash`. Raises TrainingDataError when the data is unusable."""
     started = time.perf_counter()
     data, problems = load_training_data(data_paths)
     model = train(data, tokenizer, feature_config, classifier_config)
     extra = fingerprint_extras(tokenizer.userdict, feature_config or FeatureConfig())
+    base = data.files if base_files is None else base_files
     model.metadata.update(
         {
             "data_hash": data_fingerprint(data.files, extra),
+            "base_hash": data_fingerprint(base, extra),
             "data_files": [p.name for p in data.files],
             "n_examples": len(data.examples),
             "versions": library_versions(),
@@ -125,10 +130,11 @@ def train_and_save(
     tokenizer: Tokenizer,
     feature_config: FeatureConfig | None = None,
     classifier_config: ClassifierConfig | None = None,
+    base_files: Sequence[Path] | None = None,
 ) -> tuple[IntentModel, TrainSummary]:
     """`train_from_files`, then save into `model_dir` (OSError when it can't be written)."""
     model, summary = train_from_files(
-        data_paths, model_dir, tokenizer, feature_config, classifier_config
+        data_paths, model_dir, tokenizer, feature_config, classifier_config, base_files
     )
     save_model(model, model_dir, {})
     return model, summary

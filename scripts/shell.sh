@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and start the bot in a terminal (embedded SQLite).
+# Set up a virtual environment and start the bot in a terminal (its own sandbox database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -11,11 +11,13 @@ fi
 # Debian packages the tests drive for real (a fresh machine has none of them):
 # chromium for the workspace's browser tests (Playwright never downloads a
 # browser here) with a CJK font for readable screenshots; nginx for the
-# reverse-proxy example in tests/hardening/test_reverse_proxy.py.
+# reverse-proxy example in tests/hardening/test_reverse_proxy.py; systemd for
+# `systemd-analyze verify` of deploy/systemd/ (tests/hardening/test_deploy_files.py).
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq

@@ -147,6 +147,9 @@ class WeChatApi:
         self.tokens = SharedTokenCache(store, appid, self._fetch_token)
         # requests.Session is not meant for concurrent use from several threads.
         self._lock = threading.Lock()
+        # For /healthz: when WeChat last answered, and the last failure.
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
 
     def _token(self) -> str:
         return self.tokens.get()
@@ -158,20 +161,45 @@ class WeChatApi:
         """One customer-service text message (the caller keeps it within 2,048 bytes)."""
         self._with_token(lambda: self._client.message.send_text(openid, text))
 
+    def send_template(
+        self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None
+    ) -> None:
+        """One template message (message/template/send): allowed outside the 48-hour window."""
+        self._with_token(
+            lambda: self._client.message.send_template(openid, template_id, data, url=url)
+        )
+
     def create_menu(self, menu: dict[str, Any]) -> None:
         self._with_token(lambda: self._client.menu.create(menu))
 
-    def _with_token(self, call: Callable[[], Any]) -> dict[str, Any]:
-        with self._lock:
-            used = self.tokens.get()
-            try:
-                return _json_answer(self._call(call))
-            except WeChatApiError as exc:
-                if exc.errcode not in TOKEN_ERRCODES:
-                    raise
-                log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
-            self.tokens.refresh(stale=used)
-            return _json_answer(self._call(call))
+    def download_media(self, media_id: str) -> bytes:
+        """A temporary media file (media/get): a resident's photo, kept 3 days by WeChat."""
+        return self._with_token(lambda: self._client.media.download(media_id), _file_answer)
+
+    def _with_token(
+        self, call: Callable[[], Any], answer: Callable[[Any], Any] | None = None
+    ) -> Any:
+        read = answer or _json_answer
+        try:
+            with self._lock:
+                used = self.tokens.get()
+                try:
+                    result = read(self._call(call))
+                except WeChatApiError as exc:
+                    if exc.errcode not in TOKEN_ERRCODES:
+                        raise
+                    log.info("WeChat rejected the access token (%s); refreshing", exc.errcode)
+                    self.tokens.refresh(stale=used)
+                    result = read(self._call(call))
+        except WeChatNetworkError as exc:
+            self.last_error = f"network: {exc}"[:200]
+            raise
+        except WeChatApiError as exc:
+            # WeChat answered: reachable, but say what it refused (IP allow-list, quota ...).
+            self.last_ok, self.last_error = time.time(), f"{exc.errcode} {exc.errmsg}"[:200]
+            raise
+        self.last_ok, self.last_error = time.time(), None
+        return result
 
     @staticmethod
     def _call(call: Callable[[], Any]) -> Any:
@@ -186,6 +214,14 @@ class WeChatApi:
             raise WeChatNetworkError(type(exc).__name__) from exc
         except ValueError as exc:  # a 200 answer that is not JSON
             raise WeChatNetworkError(f"bad answer: {exc}") from exc
+
+
+def _file_answer(result: Any) -> bytes:
+    """media/get answers the file itself; JSON there means an error wechatpy
+    did not raise for, and is no file."""
+    if isinstance(result, dict) or not hasattr(result, "content"):
+        raise WeChatNetworkError("media/get answered without the file")
+    return bytes(result.content)
 
 
 def _json_answer(result: Any) -> dict[str, Any]:

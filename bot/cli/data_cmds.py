@@ -37,12 +37,16 @@ class DataCheck:
 
 
 def _nlu_paths(environ: dict[str, str]) -> list[Path]:
+    from flows.paths import data_dir_from_env, operator_nlu_dir
     from nlu.settings import ENV_DATA
-    from nlu.training_data import default_data_paths
+    from nlu.training_data import default_data_paths, resolve_data_paths
 
+    # The operator's labels (the review queue's) are checked with the rest.
+    operator = operator_nlu_dir(data_dir_from_env(environ))
+    labels = resolve_data_paths([operator]) if operator.is_dir() else []
     if environ.get(ENV_DATA):
-        return [Path(p) for p in environ[ENV_DATA].split(os.pathsep) if p.strip()]
-    return default_data_paths()
+        return [Path(p) for p in environ[ENV_DATA].split(os.pathsep) if p.strip()] + labels
+    return default_data_paths() + labels
 
 
 def _nlu_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
@@ -81,8 +85,25 @@ def _form_turn_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
     return check_form_turns(paths)
 
 
+def _templates_check(paths: Sequence[Path]) -> Sequence[ProblemLike]:
+    from bot.channels.wechat.templates import TEMPLATES_FILE, template_problems
+    from flows.checks import DataProblem
+
+    problems = []
+    for data_dir in paths:
+        path = data_dir / TEMPLATES_FILE if data_dir.is_dir() else data_dir
+        if path.exists():
+            problems += [DataProblem(str(path), text) for text in template_problems(path)]
+    return problems
+
+
 DATA_CHECKS: tuple[DataCheck, ...] = (
-    DataCheck("nlu", "Rasa NLU training data (nlu/data/*.yml)", _nlu_paths, _nlu_check),
+    DataCheck(
+        "nlu",
+        "Rasa NLU training data (nlu/data/*.yml and the labels in <data>/nlu/)",
+        _nlu_paths,
+        _nlu_check,
+    ),
     DataCheck("faq", "data directory with faq/ and facts.yml", _data_dirs, _faq_check),
     DataCheck(
         "dialogue",
@@ -96,6 +117,12 @@ DATA_CHECKS: tuple[DataCheck, ...] = (
         _form_turn_paths,
         _form_turn_check,
     ),
+    DataCheck(
+        "templates",
+        "WeChat template messages (data/wechat_templates.yml)",
+        _data_dirs,
+        _templates_check,
+    ),
 )
 
 
@@ -106,7 +133,8 @@ def register(sub: Any) -> None:
         "Validate the data files (NLU training data, FAQ and facts, flows, routing and reply "
         "texts) and print every problem with its file, line and item. Exit status 1 when "
         "there are errors (with --strict, also warnings).",
-        "tongxin check-data\n  tongxin check-data --nlu nlu/data/nlu_microloan.yml",
+        "tongxin check-data\n  tongxin check-data --launch\n"
+        "  tongxin check-data --nlu nlu/data/nlu_microloan.yml",
     )
     for check in DATA_CHECKS:
         parser.add_argument(
@@ -118,6 +146,12 @@ def register(sub: Any) -> None:
         )
     parser.add_argument("--strict", action="store_true", help="fail on warnings too")
     parser.add_argument("--quiet", action="store_true", help="print errors and the summary only")
+    parser.add_argument(
+        "--launch",
+        action="store_true",
+        help="also list what must be filled in before going live (fact placeholders, "
+        "templates, settings of the channels that are on); exit status 1 while any remain",
+    )
     parser.set_defaults(handler=cmd_check_data)
 
 
@@ -154,5 +188,30 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         summary = f"{name}: {n_errors} error(s), {len(problems) - n_errors} warning(s)"
         print(summary, file=sys.stderr)
     failed = errors > 0 or (args.strict and warnings > 0)
+    if not chosen:
+        failed = _launch_report(dict(os.environ), listing=args.launch) or failed
     print("check-data: " + ("FAILED" if failed else "ok"), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _launch_report(environ: dict[str, str], *, listing: bool) -> bool:
+    """With `listing`, print every gap before going live and return True while
+    any remain; else print their count as a warning and return False."""
+    from bot.launch import gaps_by_area, launch_gaps
+    from flows.paths import data_dir_from_env
+
+    gaps = launch_gaps(data_dir_from_env(environ), environ)
+    counts = ", ".join(f"{n} {area}(s)" for area, n in gaps_by_area(gaps).items())
+    if not listing:
+        if gaps:
+            print(
+                f"warning: launch: {len(gaps)} item(s) still to fill in before going live "
+                f"({counts}); `tongxin check-data --launch` lists them",
+                file=sys.stderr,
+            )
+        return False
+    for gap in gaps:
+        print(f"launch: {gap}")
+    summary = f"{len(gaps)} item(s) to fill in ({counts})" if gaps else "nothing left to fill in"
+    print(f"launch: {summary}", file=sys.stderr)
+    return bool(gaps)

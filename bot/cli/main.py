@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.cli.wechat_cmds",
     "bot.cli.telegram_cmds",
     "bot.cli.staff_cmds",
+    "bot.cli.db_cmds",
 )
 
 

@@ -1,4 +1,4 @@
-"""`tongxin nlu train|parse|test|export-rasa`: the NLU layer from the command line.
+"""`tongxin nlu train|parse|test|export-rasa|models`: the NLU layer from the command line.
 
 Settings come from the environment (TONGXIN_NLU_DATA, TONGXIN_MODEL_DIR,
 TONGXIN_NLU_THRESHOLD, TONGXIN_NLU_AMBIGUITY, TONGXIN_RASA_URL, XDG_CACHE_HOME)
@@ -40,9 +40,28 @@ def register(sub: Any) -> None:
         "~/.cache/tongxin/model.",
         "tongxin nlu train --out /tmp/tongxin-model",
     )
-    _add_data_option(train, "training data file or directory (repeatable; default: nlu/data/)")
+    _add_data_option(
+        train,
+        "training data file or directory (repeatable; default: nlu/data/ and the operator's "
+        "labels in $TONGXIN_DATA_DIR/nlu/)",
+    )
     train.add_argument("--out", metavar="DIR", help="where to save the model")
+    train.add_argument(
+        "--gate",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="compare with the current model on this held-out file (default: "
+        "nlu/data/gate/heldout.yml) and make the new model current only if accuracy and "
+        "macro-F1 do not drop; exit status 1 when refused",
+    )
+    train.add_argument(
+        "--keep", type=int, default=5, metavar="N", help="with --gate: model versions kept"
+    )
     train.set_defaults(handler=cmd_train)
+    from bot.cli import nlu_models_cmds  # it imports this module
+
+    nlu_models_cmds.register(nsub)
 
     parse = add_command(
         nsub,
@@ -160,11 +179,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> NluSettings:
     """Environment first, then options: the CLI is a composition root."""
+    from flows.paths import data_dir_from_env, operator_nlu_dir
     from nlu.settings import NluSettings, SettingsError
 
     try:
         settings = NluSettings.from_env(os.environ)
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = {
+            "operator_data": (operator_nlu_dir(data_dir_from_env(os.environ)),)
+        }
         if getattr(args, "train_data", None):
             changes["data_paths"] = tuple(Path(p) for p in args.train_data)
         if getattr(args, "model_dir", None):
@@ -185,9 +207,7 @@ def _note(message: str) -> None:
 
 
 def _data_files(settings: NluSettings) -> list[Path]:
-    from nlu.training_data import default_data_paths, resolve_data_paths
-
-    files = resolve_data_paths(settings.data_paths) if settings.data_paths else default_data_paths()
+    files = settings.training_files()
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         raise CliError(f"NLU data file(s) not found: {', '.join(missing)}")
@@ -218,9 +238,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         settings = replace(settings, model_dir=Path(args.out))
     files = _data_files(settings)
+    if args.gate is not None:
+        from bot.cli.nlu_models_cmds import gated
+
+        return gated(settings, args.gate, args.keep)
     tokenizer = Tokenizer(settings.userdict, settings.resolved_cache_dir())
     try:
-        _model, summary = train_and_save(files, settings.resolved_model_dir(), tokenizer)
+        _model, summary = train_and_save(
+            files, settings.resolved_model_dir(), tokenizer, base_files=settings.base_files()
+        )
     except TrainingDataError as exc:
         raise data_error(exc) from None
     except OSError as exc:

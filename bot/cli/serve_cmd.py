@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def build_channels(core: Any, *, telegram_polling: bool) -> list[Any]:
-    """Every channel whose settings are present."""
+    """Every channel whose settings are present, and the WeCom staff notices."""
     channels: list[Any] = []
     settings = core.settings
     if settings.wechat_token:
@@ -46,6 +46,14 @@ def build_channels(core: Any, *, telegram_polling: bool) -> list[Any]:
         from bot.channels.telegram import TelegramChannel
 
         channels.append(TelegramChannel(core, polling=telegram_polling))
+    if settings.wecom_webhook_url:
+        from bot.staff_notify.service import StaffNoticeService
+        from bot.staff_notify.wecom import WeComNotifier
+
+        notifier = WeComNotifier(
+            settings.wecom_webhook_url, core.replies, public_url=settings.public_url
+        )
+        channels.append(StaffNoticeService(core.store, notifier))
     return channels
 
 

@@ -8,12 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli.common import (
-    add_command,
-    bot_settings,
-    build_core_or_exit,
-    db_path,
-)
+from bot.cli.common import CliError, add_command, build_core_or_exit
+
+SANDBOX_DB = "shell-sandbox.db"
 
 QUIT_WORDS = frozenset({"/quit", "/exit"})
 
@@ -26,6 +23,11 @@ def register(sub: Any) -> None:
         "tongxin shell --user zhang3\n"
         "  printf '你好\\n我想申请红色信贷\\n' | tongxin shell --user u1",
     )
+    parser.description = (
+        "Talk to the bot in a terminal; with stdin not a terminal, one user message per line. "
+        "Uses its own sandbox database (in the cache folder) unless --db or $TONGXIN_DB names "
+        "one, so trying the bot never files real tickets."
+    )
     parser.add_argument("--user", default="shell-user", help="user id (default: shell-user)")
     parser.add_argument(
         "--debug",
@@ -33,6 +35,24 @@ def register(sub: Any) -> None:
         help="show intent, confidence, entities and the active form on each turn",
     )
     parser.set_defaults(handler=run_shell)
+
+
+def shell_db(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Path, str]:
+    """The database the shell talks to and where that choice came from: --db,
+    then an explicit $TONGXIN_DB (scripts pair `tongxin shell` with `tickets
+    list` that way), else the sandbox beside the NLU cache, never the
+    production default."""
+    from nlu.tokenizer import default_cache_dir
+
+    given = getattr(args, "db", None)
+    if given is not None:
+        if not given.strip():
+            raise CliError("--db needs a path")
+        return Path(given), "--db"
+    explicit = environ.get("TONGXIN_DB", "").strip()
+    if explicit:
+        return Path(explicit), "$TONGXIN_DB"
+    return default_cache_dir(environ) / SANDBOX_DB, "sandbox"
 
 
 def history_path(db: Path) -> Path:
@@ -62,10 +82,27 @@ def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
 
 
 def run_shell(args: argparse.Namespace) -> int:
+    import os
+
+    from bot.settings import Settings, SettingsError
     from flows.messages import IncomingMessage
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    core = build_core_or_exit(bot_settings(args))
+    db, source = shell_db(args, dict(os.environ))
+    try:
+        settings = Settings.from_env(db=str(db))
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    core = build_core_or_exit(settings)
+    # After the core loaded: an error that stops the shell stays the first line.
+    if source == "sandbox":
+        print(
+            f"tongxin shell: sandbox database {db} (not the production one; "
+            "--db PATH to use another)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"tongxin shell: database {db} (from {source})", file=sys.stderr)
     user = str(args.user).strip() or "shell-user"
 
     def say(text: str) -> None:
@@ -74,7 +111,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
     try:
         if sys.stdin.isatty():
-            _interactive(say, history_path(db_path(args)))
+            _interactive(say, history_path(db))
         else:
             _piped(say)
     finally:

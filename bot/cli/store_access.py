@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cli.common import CliError, db_path
 
 if TYPE_CHECKING:
+    from flows.deadlines import Deadlines
     from flows.replies import Replies
     from flows.store import Store
 
@@ -59,6 +60,8 @@ def open_store(args: argparse.Namespace, *, read_only: bool = False) -> Iterator
             store = Store(path, read_only=read_only)
     except (sqlite3.Error, OSError) as exc:
         raise CliError(f"cannot open database {path}: {exc}") from exc
+    if not read_only:
+        store.set_due_rule(load_deadlines(args).rule())
     try:
         with domain_errors():
             yield store
@@ -66,6 +69,18 @@ def open_store(args: argparse.Namespace, *, read_only: bool = False) -> Iterator
         raise CliError(f"database {path}: {exc}") from exc
     finally:
         store.close()
+
+
+def load_deadlines(args: argparse.Namespace) -> Deadlines:
+    """Due times from the data folder (kinds without one: TONGXIN_OVERDUE_HOURS)."""
+    from bot.cli.common import bot_settings
+    from flows.deadlines import DeadlineError, Deadlines
+
+    settings = bot_settings(args)
+    try:
+        return Deadlines.load(settings.data_dir).with_default_resolve(settings.overdue_hours)
+    except DeadlineError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def load_replies() -> Replies:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from datetime import date
 from typing import Any
 
 from bot.cli.common import CliError, add_command, add_group
 from bot.cli.store_access import (
     actor_of,
     add_actor_option,
+    load_deadlines,
     load_replies,
     open_store,
     print_json,
@@ -82,11 +84,23 @@ def register(sub: Any) -> None:
     p = add_command(
         tsub,
         "stats",
-        "counts by kind and status, completion rate (办结率) and median time to resolve",
-        "tongxin tickets stats --json",
+        "办结率, 满意率, overdue, medians and counts (the dashboard's figures)",
+        "tongxin tickets stats --since 2026-11-01 --until 2026-11-30 --json",
     )
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="tickets created from this local day")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="tickets created up to this local day")
+    p.add_argument("--department", help="one desk, as named in data/routing.yml")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(handler=cmd_stats)
+
+    p = add_command(
+        tsub,
+        "sweep",
+        "record the one `overdue` event of tickets past their due time (serve: each minute)",
+        "tongxin tickets sweep",
+    )
+    p.add_argument("--json", action="store_true", help="print the ids marked overdue")
+    p.set_defaults(handler=cmd_sweep)
 
 
 def _check_status(status: str | None) -> None:
@@ -196,13 +210,44 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return _change(args, "resolve")
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
-    from flows.staff import format_stats, stats_to_dict
+def _day(value: str | None, what: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise CliError(f"{what} must be a date like 2026-11-30, got {value!r}") from exc
 
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from flows.stats import StatsFilter, compute_stats, format_stats
+
+    f = StatsFilter(
+        since=_day(args.since, "--since"),
+        until=_day(args.until, "--until"),
+        department=(args.department or "").strip() or None,
+    )
+    if f.since and f.until and f.since > f.until:
+        raise CliError("--since is after --until")
     with open_store(args, read_only=True) as store:
-        stats = store.stats()
+        figures = compute_stats(store, f)
     if args.json:
-        print_json(stats_to_dict(stats))
+        print_json(figures)
     else:
-        print(format_stats(stats), end="")
+        print(format_stats(figures), end="")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from flows.deadlines import sweep_overdue
+
+    deadlines = load_deadlines(args)
+    with open_store(args) as store:
+        marked = sweep_overdue(store, deadlines)
+    if args.json:
+        print_json(marked)
+    else:
+        print(
+            f"{len(marked)} ticket(s) newly overdue" + (": " + ", ".join(marked) if marked else "")
+        )
     return 0

@@ -24,7 +24,7 @@ def secret_problem(secret_key: str | None) -> str | None:
 def workspace_mount(core: Core) -> Mount:
     """`/staff` for the ASGI app; without a usable secret key every route
     answers 503 and says what is missing."""
-    from bot.workspace import api
+    from bot.workspace import api, review
     from bot.workspace.http import Context
     from bot.workspace.pages import Pages
     from bot.workspace.service import Workspace
@@ -38,12 +38,20 @@ def workspace_mount(core: Core) -> Mount:
             workspace.ws, settings.secret_key, timedelta(hours=settings.session_hours)
         )
         ctx = Context(workspace, sessions)
+        desk: review.ReviewDesk | None = review.ReviewDesk(core)
     else:
         ctx = Context(None, None)
+        desk = None
     from starlette.routing import Router
 
     from bot.workspace.http import SecurityHeaders
 
     pages = Pages(ctx)
-    router = Router(routes=[Mount("/api", routes=api.routes(ctx)), *pages.routes()])
+    router = Router(
+        routes=[
+            Mount("/api", routes=[*api.routes(ctx), *review.api_routes(ctx, desk)]),
+            *review.page_routes(ctx, desk, pages.env, pages._base, pages.error),
+            *pages.routes(),
+        ]
+    )
     return Mount("/staff", app=SecurityHeaders(router))

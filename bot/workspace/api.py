@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.workspace.dashboard import stats_filter
 from bot.workspace.http import Call, Context, api
 from bot.workspace.service import MAX_PAGE_SIZE, filter_from_query
 from flows.staff import StaffInputError
@@ -106,7 +107,9 @@ def hand_back(call: Call) -> Response:
 
 
 def stats(call: Call) -> Response:
-    return JSONResponse(call.workspace.stats(call.user))
+    """Query `since`, `until` (YYYY-MM-DD), `days`, `department`; none: all time."""
+    f = stats_filter(call.query, default_days=None)
+    return JSONResponse(call.workspace.stats(call.user, f))
 
 
 def volunteers(call: Call) -> Response:

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot.workspace import export
+from bot.workspace import dashboard, export
 from bot.workspace.http import Call, Context, page, safe_next
 from bot.workspace.service import PAGE_SIZE, filter_from_query
 from bot.workspace.sessions import ThrottledError
@@ -171,6 +171,23 @@ class Pages:
             ),
         )
 
+    def photo(self, call: Call) -> Response:
+        """A resident's photo: its sniffed type, never sniffed again by the browser."""
+        try:
+            n = int(call.path("n"))
+        except ValueError:
+            n = -1
+        found = call.workspace.photo(call.user, call.path("ticket_id"), n)
+        return Response(
+            found.data,
+            media_type=found.content_type,
+            headers={
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, no-store",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            },
+        )
+
     def volunteers(self, call: Call) -> Response:
         ws, query = call.workspace, call.query
         rows = ws.volunteers(call.user, query)
@@ -194,6 +211,7 @@ class Pages:
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/tickets/{ticket_id}", page(ctx, self.ticket, err), methods=["GET"]),
+            Route("/tickets/{ticket_id}/photos/{n}", page(ctx, self.photo, err), methods=["GET"]),
             Route("/volunteers", page(ctx, self.volunteers, err), methods=["GET"]),
             Route("/export/tickets.csv", page(ctx, export.tickets_csv, err), methods=["GET"]),
             Route("/export/tickets.xlsx", page(ctx, export.tickets_xlsx, err), methods=["GET"]),
@@ -201,5 +219,6 @@ class Pages:
             Route(
                 "/export/volunteers.xlsx", page(ctx, export.volunteers_xlsx, err), methods=["GET"]
             ),
+            *dashboard.routes(ctx, self.render, err),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from bot.app import Core
+from bot.photos import Photo, PhotoStore
 from bot.workspace.accounts import StaffUser, load_routing
 from flows import takeover
 from flows.staff import (
@@ -24,12 +25,14 @@ from flows.staff import (
     status_label,
     update_ticket,
 )
+from flows.stats import StatsFilter
 from flows.store import (
     FORGOTTEN_USER_ID,
     TICKET_STATUSES,
     IllegalTransitionError,
     Ticket,
     TicketNotFoundError,
+    iso,
     utcnow,
 )
 from flows.workspace_store import QueuePage, TicketFilter, WorkspaceStore
@@ -130,7 +133,8 @@ class Workspace:
         return sorted(set(self.routing.values()))
 
     def overdue_before(self) -> datetime:
-        return utcnow() - timedelta(hours=self.core.settings.overdue_hours)
+        """Tickets due before now are overdue (their `due_at`, flows/deadlines.py)."""
+        return utcnow()
 
     # -- reading -----------------------------------------------------------
 
@@ -192,10 +196,44 @@ class Workspace:
             for e in self.core.store.ticket_events(ticket.id)
         ]
         item["transcript"] = self.transcript(ticket)
-        item["attachments"] = list(ticket.fields.get("attachments") or [])
+        refs = list(ticket.fields.get("attachments") or [])
+        item["attachments"] = refs
+        photos = self.photos()
+        # Kept photos are served by /staff/tickets/{id}/photos/{n}; a missing one
+        # could not be downloaded (or its retention period ended).
+        item["photos"] = [
+            {"n": n, "url": f"/staff/tickets/{ticket.id}/photos/{n}"}
+            if photos.has(ticket.channel, ref)
+            else {"n": n, "url": None}
+            for n, ref in enumerate(refs)
+        ]
+        # What was sent to the resident about this ticket, and what failed and why
+        # (outside WeChat's 48 hours with no template, a quota, an unknown template).
+        item["deliveries"] = [
+            {
+                "id": o.id,
+                "status": o.status,
+                "last_error": o.last_error,
+                "created_at": o.created_at,
+                "sent_at": o.sent_at,
+            }
+            for o in self.core.store.list_outbox(ticket_id=ticket.id)
+        ]
         held = self.holder(ticket)
         item["takeover"] = None if held is None else {"staff": held.staff}
         return item
+
+    def photos(self) -> PhotoStore:
+        return PhotoStore(self.core.store, retention_days=self.core.settings.photo_retention_days)
+
+    def photo(self, user: StaffUser, ticket_id: str, n: int) -> Photo:
+        """The n-th photo of a ticket the staff member may see."""
+        ticket = self.ticket(user, ticket_id)
+        refs = list(ticket.fields.get("attachments") or [])
+        found = self.photos().get(ticket.channel, refs[n]) if 0 <= n < len(refs) else None
+        if found is None:
+            raise TicketNotFoundError(f"no photo {n} on ticket {ticket.id}")
+        return found
 
     def transcript(self, ticket: Ticket, *, after: int = 0) -> list[dict[str, Any]]:
         if ticket.user_id == FORGOTTEN_USER_ID:
@@ -217,8 +255,11 @@ class Workspace:
     def holder(self, ticket: Ticket) -> takeover.Takeover | None:
         return takeover.current(self.core.store, ticket.channel, ticket.user_id)
 
-    def stats(self, user: StaffUser) -> dict[str, Any]:
-        return self.ws.stats(departments=user.departments, overdue_before=self.overdue_before())
+    def stats(self, user: StaffUser, f: StatsFilter | None = None) -> dict[str, Any]:
+        """The dashboard's figures within the staff member's departments."""
+        return self.ws.stats(
+            departments=user.departments, overdue_before=self.overdue_before(), f=f
+        )
 
     def staff_for(self, department: str) -> list[str]:
         """Accounts that may take a ticket of `department`."""
@@ -275,6 +316,7 @@ class Workspace:
                 f"staff:{user.username}",
             )
             self.ws.add_event(ticket.id, user.username, "reply", body)
+            store.record_first_response(ticket.id, iso(utcnow()))
         return {"ticket_id": ticket.id, "internal": False, "text": outgoing, "outbox_id": outbox_id}
 
     def change(

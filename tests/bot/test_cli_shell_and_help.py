@@ -59,6 +59,26 @@ def test_scripted_shell_conversation_lands_in_the_database(cli_env: dict[str, st
     assert ticket["id"] in out
 
 
+def test_shell_uses_a_sandbox_database_unless_told_otherwise(
+    tmp_path: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TONGXIN_DB", raising=False)
+    env = {k: v for k, v in cli_env.items() if k != "TONGXIN_DB"}
+    env["TONGXIN_CACHE_DIR"] = str(tmp_path / "cache")
+    script = "我要反映问题，小区门口路灯坏了\n幸福路12号\n13912345678\n确认\n"
+    done = run_cli(["shell", "--user", "try-1"], script.encode(), env)
+    assert done.returncode == 0, done.stderr.decode()
+    sandbox = tmp_path / "cache" / "shell-sandbox.db"
+    assert f"sandbox database {sandbox}" in done.stderr.decode()
+    production = tmp_path / "tongxin" / "tongxin.db"  # $XDG_DATA_HOME/tongxin/tongxin.db
+    assert not production.exists()
+    listed = run_cli(["tickets", "list", "--json", "--db", str(sandbox)], b"", env)
+    assert [t["user_id"] for t in json.loads(listed.stdout)] == ["try-1"]
+    other = tmp_path / "chosen.db"
+    done = run_cli(["shell", "--db", str(other)], "你好\n".encode(), env)
+    assert f"database {other} (from --db)" in done.stderr.decode() and other.exists()
+
+
 def test_shell_without_a_model_or_data_says_why(tmp_path: Path) -> None:
     env = {
         "TONGXIN_DB": str(tmp_path / "shell.db"),

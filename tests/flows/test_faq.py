@@ -458,6 +458,12 @@ def test_a_question_that_names_no_topic_is_offered_as_a_choice(
     assert len(matches) >= 2 and ambiguous(matches), [(m.id, m.score) for m in matches]
 
 
+@pytest.mark.parametrize("question", ["红色信贷利率多少7", "红色信贷利率多少 2026"])
+def test_a_stray_number_does_not_lose_the_answer(index: FaqRetriever, question: str) -> None:
+    matches = index.search(question)
+    assert matches and matches[0].id == "redcredit.rate"
+
+
 def test_a_side_remark_in_a_story_does_not_pick_the_answer(index: FaqRetriever) -> None:
     # "生意还行" alone looks like repaying (还); the story asks about the rate.
     matches = index.search("我在巴扎开了个干果店，生意还行，想扩大一下，红色信贷利息大概多少")

@@ -223,14 +223,16 @@ def test_resolve_then_close_or_reopen(store: Store, replies: Replies) -> None:
     resolved = staff.resolve_ticket(store, replies, ticket.id, "贷款已发放", "a")
     assert resolved.status == "resolved"
     assert resolved.resolved_at is not None
-    text = store.list_outbox(ticket_id=ticket.id)[-1].text
-    assert "贷款已发放" in text and "红色信贷预申请" in text
+    outcome, survey = (item.text for item in store.list_outbox(ticket_id=ticket.id)[-2:])
+    assert "贷款已发放" in outcome and "红色信贷预申请" in outcome
+    assert "满意吗" in survey
     reopened = staff.update_ticket(store, replies, ticket.id, "in_progress", "还需补材料", "a")
     assert (reopened.status, reopened.resolved_at) == ("in_progress", None)
     staff.resolve_ticket(store, replies, ticket.id, "材料齐全，已发放", "a")
     closed = staff.update_ticket(store, replies, ticket.id, "closed", "回访满意", "a")
     assert closed.status == "closed"
-    assert len(store.list_outbox(ticket_id=ticket.id)) == 4
+    # Each resolution is followed by the satisfaction question.
+    assert len(store.list_outbox(ticket_id=ticket.id)) == 6
 
 
 def test_anonymised_ticket_moves_without_a_message(store: Store, replies: Replies) -> None:

@@ -18,6 +18,10 @@ def _say(core: Core, user: str, text: str) -> str:
 
 
 def test_a_flooding_user_is_slowed_and_told_once_while_others_are_served(core: Core) -> None:
+    # The flood arrives within one instant: on a slow machine 30 turns take over
+    # a second, and the bucket would refill one message meanwhile.
+    assert core.dispatcher.rate_limiter is not None
+    core.dispatcher.rate_limiter.clock = lambda: 1000.0
     answers = [_say(core, "oFlood", f"红色信贷利率多少{i}") for i in range(100)]
     served = [a for a in answers if "利率" in a]
     told = [a for a in answers if "太快" in a]

@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -73,7 +74,6 @@ from bot.channels.telegram.staff_chat import (
     CURSOR_KEY,
     STAFF_LEASE_KEY,
     apply_staff_press,
-    read_cursor,
     staff_keyboard,
     staff_post_text,
 )
@@ -89,10 +89,12 @@ from bot.channels.telegram.translate import (
     start_payload,
     to_incoming,
 )
+from bot.photos import MAX_PHOTO_BYTES, PhotoKeeper, PhotoStore
 from bot.settings import Settings
+from bot.staff_notify.feed import CREATED, NoticeFeed, Posted, StaffNotice
 from flows.messages import IncomingMessage, Reply
 from flows.replies import Replies
-from flows.store import OutboxItem, TicketNotFoundError
+from flows.store import OutboxItem
 
 log = logging.getLogger("tongxin.telegram")
 
@@ -107,7 +109,6 @@ OUTBOX_BATCH = 50
 # Network failures: retried after 15 s, doubling up to an hour; given up after
 # 8 tries (staff see the row).
 OUTBOX_BACKOFF = Backoff(first_s=15.0, max_s=3600.0, max_attempts=8)
-STAFF_BATCH = 20
 OUTBOX_LEASE_KEY = "telegram:outbox_lease"
 LEASE_TTL_S = 15.0
 # Telegram redelivers an unanswered update for up to a day.
@@ -201,6 +202,22 @@ class TelegramChannel:
         )
         self._staff_lease = StoreLease(core.store, STAFF_LEASE_KEY, ttl_s=LEASE_TTL_S, owner=owner)
         self._in_flight = InFlight(core.store, CHANNEL)
+        self.photos = PhotoKeeper(
+            PhotoStore(core.store, retention_days=settings.photo_retention_days)
+        )
+        self._photo_tasks: set[asyncio.Task[None]] = set()
+        self._boot_error: str | None = None  # for /healthz
+        self._staff_feed = (
+            NoticeFeed(
+                core.store,
+                TelegramStaffNotifier(self, self.staff_chat_id),
+                lease=self._staff_lease,
+                cursor=CURSOR_KEY,
+                interval_s=staff_interval_s,
+            )
+            if self.staff_chat_id is not None
+            else None
+        )
 
     # -- wiring ---------------------------------------------------------
 
@@ -225,9 +242,16 @@ class TelegramChannel:
 
     def health(self) -> dict[str, Any]:
         """For /healthz: not ok until the Bot API answered getMe and the bot runs."""
+        state: dict[str, Any] = {
+            "configured": True,
+            "mode": "polling" if self.polling else "webhook",
+            "staff_chat": self.staff_chat_id is not None,
+            "reachable": self.ready,
+            "last_error": self._boot_error,
+        }
         if self.ready:
-            return {"ok": True, "mode": "polling" if self.polling else "webhook"}
-        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)"}
+            return {"ok": True, **state}
+        return {"ok": False, "detail": "the Bot API has not answered yet (retrying)", **state}
 
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         settings = self.core.settings
@@ -278,6 +302,7 @@ class TelegramChannel:
         try:
             await self._boot()
         except TelegramError as exc:
+            self._boot_error = _error_text(exc)
             _log_boot_failure(exc)
             self._tasks.append(asyncio.create_task(self._boot_later(), name="telegram-boot"))
 
@@ -298,9 +323,9 @@ class TelegramChannel:
             )
         self._tasks.append(asyncio.create_task(self._outbox_loop(), name="telegram-outbox"))
         self._tasks.append(asyncio.create_task(self._lease_heartbeat(), name="telegram-leases"))
-        if self.staff_chat_id is not None:
+        if self._staff_feed is not None:
             # Before start() returns, so that no ticket created from now on is missed.
-            await asyncio.to_thread(read_cursor, self.core.store)
+            await asyncio.to_thread(self._staff_feed.start_cursor)
             self._tasks.append(asyncio.create_task(self._staff_loop(), name="telegram-staff"))
         log.info(
             "telegram: @%s ready (%s)", self._me.username, "polling" if self.polling else "webhook"
@@ -312,14 +337,17 @@ class TelegramChannel:
             await asyncio.sleep(delay)
             try:
                 await self._boot()
+                self._boot_error = None
                 return
             except TelegramError as exc:
+                self._boot_error = _error_text(exc)
                 _log_boot_failure(exc)
                 delay = min(delay * 2, 120.0)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._photo_tasks]:
             task.cancel()
+        await asyncio.gather(*self._photo_tasks, return_exceptions=True)
         for task in self._tasks:
             try:
                 await task
@@ -545,6 +573,8 @@ class TelegramChannel:
         replies = await self._turn(incoming)
         if self._staff_wake is not None:
             self._staff_wake.set()  # the turn may have created a ticket
+        if incoming.kind == "image":
+            self._background(self._keep_photo(incoming))
         if incoming.message_id and not await asyncio.to_thread(
             self._claim_answer, incoming.message_id
         ):
@@ -554,6 +584,27 @@ class TelegramChannel:
         reply_to = message.message_id if is_group(message.chat) else None
         assert message.from_user is not None
         await self._send_replies(message.chat.id, message.from_user.id, replies, reply_to=reply_to)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._photo_tasks.add(task)
+        task.add_done_callback(self._photo_tasks.discard)
+
+    async def _keep_photo(self, incoming: IncomingMessage) -> None:
+        """Download a photo the turn attached to a form (getFile) and keep it."""
+        if not await asyncio.to_thread(self.photos.wanted, incoming):
+            return
+        file_id = (incoming.media_ref or "").removeprefix("telegram:")
+        try:
+            file = await self.application.bot.get_file(file_id)
+            if (file.file_size or 0) > MAX_PHOTO_BYTES:
+                log.warning("telegram photo not kept: %s bytes", file.file_size)
+                return
+            data = bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("telegram photo not downloaded: %s", _error_text(exc))
+            return
+        await asyncio.to_thread(self.photos.keep, incoming, data)
 
     def _claim_answer(self, message_id: str) -> bool:
         """Who sends a message's replies is claimed once in the store: False
@@ -726,56 +777,47 @@ class TelegramChannel:
     # -- staff group ----------------------------------------------------
 
     async def _staff_loop(self) -> None:
-        assert self._staff_wake is not None
-        while True:
-            pause = self.staff_interval_s
-            try:
-                if await asyncio.to_thread(self._staff_lease.hold):
-                    cursor = await asyncio.to_thread(read_cursor, self.core.store)
-                    pause = await self._post_new_tickets(cursor)
-            except Exception:
-                log.exception("telegram: posting to the staff chat failed")
-            self._staff_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._staff_wake.wait(), timeout=pause)
+        assert self._staff_wake is not None and self._staff_feed is not None
+        await self._staff_feed.run(self._staff_wake)
 
-    async def _post_new_tickets(self, cursor: int) -> float:
-        """Post tickets created after event `cursor` (advancing the stored
-        cursor); returns how long to wait before the next look."""
-        store, replies = self.core.store, self.core.replies
-        events = await asyncio.to_thread(
-            store.events_after, cursor, action="created", limit=STAFF_BATCH
-        )
-        for event in events:
-            try:
-                ticket = await asyncio.to_thread(store.get_ticket, event.ticket_id)
-            except TicketNotFoundError:
-                ticket = None
-            if ticket is not None:
-                try:
-                    await self.application.bot.send_message(
-                        self.staff_chat_id,
-                        staff_post_text(replies, ticket),
-                        reply_markup=staff_keyboard(self.signer, replies, ticket),
-                        rate_limit_args=True,
-                    )
-                except RetryAfter as exc:
-                    return max(self.staff_interval_s, retry_after_seconds(exc))
-                except Forbidden as exc:
-                    log.error("telegram: cannot post to the staff chat: %s", exc.message)
-                    return 60.0
-                except BadRequest as exc:
-                    # Retrying the same message would fail the same way.
-                    log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
-                except (NetworkError, TelegramError) as exc:
-                    log.warning(
-                        "telegram: staff post of %s failed: %s", ticket.id, _error_text(exc)
-                    )
-                    return max(self.staff_interval_s, 10.0)
-            await asyncio.to_thread(store.kv_set, CURSOR_KEY, str(event.id))
-            if not await asyncio.to_thread(self._staff_lease.hold):
-                return self.staff_interval_s  # another process took over
-        return 0.0 if len(events) == STAFF_BATCH else self.staff_interval_s
+
+class TelegramStaffNotifier:
+    """`StaffNotifier` for the Telegram staff group: each new ticket with its
+    接单 / 办结 buttons. One ticket a post, so the cursor moves after each."""
+
+    name = "telegram"
+    actions = frozenset({CREATED})
+    batch = 1
+
+    def __init__(self, channel: TelegramChannel, chat_id: int | str) -> None:
+        self.channel = channel
+        self.chat_id = chat_id
+
+    async def post(self, notices: Sequence[StaffNotice]) -> Posted:
+        ticket = notices[0].ticket
+        if ticket is None:
+            return Posted(1)
+        channel, replies = self.channel, self.channel.core.replies
+        interval = channel.staff_interval_s
+        try:
+            await channel.application.bot.send_message(
+                self.chat_id,
+                staff_post_text(replies, ticket),
+                reply_markup=staff_keyboard(channel.signer, replies, ticket),
+                rate_limit_args=True,
+            )
+        except RetryAfter as exc:
+            return Posted(0, max(interval, retry_after_seconds(exc)))
+        except Forbidden as exc:
+            log.error("telegram: cannot post to the staff chat: %s", exc.message)
+            return Posted(0, 60.0)
+        except BadRequest as exc:
+            # Retrying the same message would fail the same way.
+            log.error("telegram: staff post of %s refused: %s", ticket.id, exc.message)
+        except (NetworkError, TelegramError) as exc:
+            log.warning("telegram: staff post of %s failed: %s", ticket.id, _error_text(exc))
+            return Posted(0, max(interval, 10.0))
+        return Posted(1)
 
 
 async def _answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:

@@ -15,6 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.channels.telegram.callbacks import CallbackSigner, StaffPress
 from bot.channels.telegram.render import trim_text
+from bot.staff_notify.feed import read_cursor as feed_cursor
 from flows.replies import Replies
 from flows.staff import (
     StaffInputError,
@@ -168,12 +169,6 @@ def _apply(
 
 
 def read_cursor(store: Store) -> int:
-    """The last ticket event already posted. On the very first start it is the
-    newest event: the staff chat gets new tickets, not the whole history."""
-    with store.transaction():
-        raw = store.kv_get(CURSOR_KEY)
-        if raw is not None and raw.isdigit():
-            return int(raw)
-        cursor = store.last_event_id()
-        store.kv_set(CURSOR_KEY, str(cursor))
-        return cursor
+    """The last ticket event already posted to the staff chat (see
+    `bot.staff_notify.feed.read_cursor`)."""
+    return feed_cursor(store, CURSOR_KEY)

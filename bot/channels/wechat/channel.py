@@ -49,9 +49,11 @@ from bot.channels.wechat.security import (
     verify_fresh,
     verify_signature,
 )
+from bot.channels.wechat.templates import TicketTemplates, load_templates
 from bot.channels.wechat.translate import CHANNEL, Parties, parties_of, translate
 from bot.channels.wechat.xmlparse import MAX_BODY_BYTES, XmlRejectedError, parse_xml
 from bot.channels.wechat_api import WeChatApi
+from bot.photos import PhotoKeeper, PhotoStore
 from flows.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
@@ -157,12 +159,20 @@ class WeChatChannel:
             if config.appid and config.secret
             else None
         )
+        self.photos = (
+            PhotoKeeper(PhotoStore(self.store, retention_days=settings.photo_retention_days))
+            if self.api
+            else None
+        )
+        book = load_templates(settings.data_dir)
+        self.templates = TicketTemplates(self.store, core.replies, book)
         self.worker = (
             OutboxWorker(
                 self.store,
                 self.api,
                 backoff=backoff,
                 repeat_notice=self.replies.text("outbox.maybe_repeated"),
+                templates=self.templates,
             )
             if self.api
             else None
@@ -469,6 +479,8 @@ class WeChatChannel:
         """The dispatcher's turn; a turn that failed on a store that takes no
         writes is kept for a retry (the user gets the apology now)."""
         result = self.turn(msg)
+        if self.photos is not None and msg.kind == "image" and not result.failed:
+            self._turn_threads.submit(self._keep_photo, msg)
         if result.failed and self.worker is not None and not self._store_works():
             self._store_retry.append(msg)
             log.error(
@@ -476,6 +488,10 @@ class WeChatChannel:
                 len(self._store_retry),
             )
         return result.replies
+
+    def _keep_photo(self, msg: IncomingMessage) -> None:
+        assert self.photos is not None and self.api is not None
+        self.photos.fetch_and_keep(msg, self.api.download_media)
 
     def _store_works(self) -> bool:
         try:
@@ -497,11 +513,23 @@ class WeChatChannel:
 
     def health(self) -> dict[str, Any]:
         """For /healthz."""
-        return {
+        api = self.api
+        state: dict[str, Any] = {
             "ok": not self._store_retry,
+            "configured": True,
+            "safe_mode": self.crypto is not None,
             "delivery": "on" if self.worker is not None else "off (no AppID/secret)",
             "waiting_for_store": len(self._store_retry),
+            # None until the first API call (a late reply, an update, a photo).
+            "reachable": None,
+            "last_error": None,
         }
+        if api is not None:
+            known = api.last_ok is not None or api.last_error is not None
+            network_down = (api.last_error or "").startswith("network")
+            state["reachable"] = (not network_down) if known else None
+            state["last_error"] = api.last_error
+        return state
 
     def _claim_passive(self, key: str, nonce: tuple[str, str] | None = None) -> bool:
         """The HTTP answer may deliver this message's replies, unless an earlier

@@ -3,8 +3,12 @@ through the customer-service message API.
 
 WeChat's answer decides what happens to a row:
 - sent: marked sent;
-- outside the 48-hour window (45015), a quota used up (45009, 45047) or another
-  refusal: failed for good, the error kept on the row for `tongxin outbox list`;
+- outside the 48-hour window (45015) for a row about a ticket: sent again at once
+  as a template message (`bot.channels.wechat.templates`); also straight away
+  when the user's last message is known to be older than 48 hours;
+- a quota used up (45009, 45047), an unknown template, no template configured or
+  another refusal: failed for good, the reason kept on the row for staff
+  (`tongxin outbox list`, the workspace);
 - network trouble, HTTP errors, "system busy" (-1), the minute quota (45011):
   retried later with exponential back-off, given up after `max_attempts`.
 
@@ -21,10 +25,11 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.channels.outbox import Backoff, InFlight, StoreLease, mark_repeat
 from bot.channels.wechat.render import MAX_TEXT_BYTES, split_text
+from bot.channels.wechat.templates import TemplateNotConfiguredError, TicketTemplates
 from bot.channels.wechat.translate import CHANNEL
 from bot.channels.wechat_api import WeChatApiError, WeChatNetworkError
 from flows.store import OutboxItem, Store
@@ -46,13 +51,21 @@ FINAL_ERRORS: dict[int, str] = {
     40003: "not a valid OpenID for this account",
     48001: "the account may not use the customer-service API",
     45002: "message too long",
+    40037: "unknown template id (check data/wechat_templates.yml)",
+    47003: "template fields do not match the template (check data/wechat_templates.yml)",
+    43100: "template message sent too often to this user",
 }
+OUTSIDE_WINDOW = 45015
 # Retried later: system busy, the per-minute quota, a token refused even after a refresh.
 RETRY_ERRCODES = frozenset({-1, 45011, 40001, 40014, 42001})
 
 
 class Sender(Protocol):
     def send_text(self, openid: str, text: str) -> None: ...
+
+    def send_template(
+        self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -73,9 +86,13 @@ class OutboxWorker:
         lease_s: float = LEASE_S,
         owner: str | None = None,
         repeat_notice: str = "",
+        templates: TicketTemplates | None = None,
     ) -> None:
+        """`templates`: how updates about a ticket reach a user outside the
+        48-hour window (None: they fail with 45015 for staff to see)."""
         self.store = store
         self.sender = sender
+        self.templates = templates
         self.backoff = backoff or Backoff()
         self.batch = batch
         self.lease = StoreLease(store, LEASE_KEY, ttl_s=lease_s, owner=owner or uuid.uuid4().hex)
@@ -102,26 +119,23 @@ class OutboxWorker:
 
     def _deliver(self, item: OutboxItem, report: DeliveryReport) -> bool:
         """Send one row and record the outcome; False when WeChat is unreachable."""
+        templated = self.templates is not None and item.ticket_id is not None
         text = item.text
         repeat = self.in_flight.begin(item.id)
         if repeat and self.repeat_notice:
             text = mark_repeat(text, self.repeat_notice)
         try:
+            if templated and self._window_closed(item):
+                return self._deliver_template(item, report, why="last message over 48 h ago")
             for part in split_text(text, limit=MAX_TEXT_BYTES):
                 self.sender.send_text(item.user_id, part)
         except WeChatApiError as exc:
             # WeChat answered: this attempt did not go out (an earlier one still may have).
             if not repeat or exc.errcode not in RETRY_ERRCODES:
                 self.in_flight.end(item.id)
-            if exc.errcode in RETRY_ERRCODES:
-                self._retry(item, f"{exc.errcode} {exc.errmsg}", report)
-                return False
-            hint = FINAL_ERRORS.get(exc.errcode)
-            error = f"{exc.errcode} {hint}: {exc.errmsg}" if hint else str(exc)
-            self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=None)
-            report.failed.append(item.id)
-            log.warning("outbox %s not delivered: %s", item.id, exc.errcode)
-            return True
+            if exc.errcode == OUTSIDE_WINDOW and templated:
+                return self._deliver_template(item, report, why="45015")
+            return self._refused(item, exc, report)
         except WeChatNetworkError as exc:
             # No answer: it may have arrived, so the mark stays for the retry.
             self._retry(item, f"network: {exc}", report)
@@ -130,6 +144,50 @@ class OutboxWorker:
             self.store.mark_outbox_sent(item.id)
             self.in_flight.end(item.id)
         report.sent.append(item.id)
+        return True
+
+    def _window_closed(self, item: OutboxItem) -> bool:
+        assert self.templates is not None
+        return self.templates.window_closed(item)
+
+    def _deliver_template(self, item: OutboxItem, report: DeliveryReport, *, why: str) -> bool:
+        """The row as a template message (the customer-service window is closed)."""
+        assert self.templates is not None
+        try:
+            template_id = self.templates.send(self.sender, item)
+        except TemplateNotConfiguredError as exc:
+            self.in_flight.end(item.id)
+            error = f"{OUTSIDE_WINDOW} {FINAL_ERRORS[OUTSIDE_WINDOW]}; {exc}"
+            self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=None)
+            report.failed.append(item.id)
+            log.warning("outbox %s not delivered: outside the window, no template", item.id)
+            return True
+        except WeChatApiError as exc:
+            if exc.errcode not in RETRY_ERRCODES:
+                self.in_flight.end(item.id)
+            return self._refused(item, exc, report, prefix="template message: ")
+        except WeChatNetworkError as exc:
+            self._retry(item, f"network (template message): {exc}", report)
+            return False
+        with self.store.transaction():
+            self.store.mark_outbox_sent(item.id)
+            self.in_flight.end(item.id)
+        report.sent.append(item.id)
+        log.info("outbox %s sent as template %s (%s)", item.id, template_id, why)
+        return True
+
+    def _refused(
+        self, item: OutboxItem, exc: WeChatApiError, report: DeliveryReport, *, prefix: str = ""
+    ) -> bool:
+        """WeChat said no: retried for a passing reason, else failed for staff to see."""
+        if exc.errcode in RETRY_ERRCODES:
+            self._retry(item, f"{prefix}{exc.errcode} {exc.errmsg}", report)
+            return False
+        hint = FINAL_ERRORS.get(exc.errcode)
+        error = f"{prefix}{exc.errcode} {hint}: {exc.errmsg}" if hint else f"{prefix}{exc}"
+        self.store.mark_outbox_failed(item.id, error[:300], retry_in_s=None)
+        report.failed.append(item.id)
+        log.warning("outbox %s not delivered: %s%s", item.id, prefix, exc.errcode)
         return True
 
     def _retry(self, item: OutboxItem, error: str, report: DeliveryReport) -> None:

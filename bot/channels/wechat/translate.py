@@ -74,7 +74,8 @@ def translate(fields: dict[str, str]) -> IncomingMessage | None:
             location_label=fields.get("Label") or None,
         )
     if msg_type in _MEDIA_KINDS:
-        ref = fields.get("PicUrl") or fields.get("Url") or fields.get("MediaId") or None
+        # The MediaId first: media/get downloads it (a PicUrl may not stay reachable).
+        ref = fields.get("MediaId") or fields.get("PicUrl") or fields.get("Url") or None
         return message(_MEDIA_KINDS[msg_type], media_ref=ref[:MAX_MEDIA_REF_CHARS] if ref else None)
     if msg_type == "event":
         event = fields.get("Event", "").lower()

@@ -129,3 +129,8 @@
   }
   setInterval(poll, 1500);
 })();
+
+// The monthly report's print button (no inline handlers: the page's CSP forbids them).
+document.querySelectorAll("button[data-print]").forEach((button) => {
+  button.addEventListener("click", () => window.print());
+});

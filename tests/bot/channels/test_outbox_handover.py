@@ -86,9 +86,10 @@ def test_a_killed_lease_holder_hands_both_outboxes_over_and_the_one_repeat_says_
 
         # WeChat is slow to answer: the first server dies in the middle of a send.
         wechat_api.delay_s = 2.0
+        arrived = wechat_api.arrived
         store.enqueue("wechat", OPENID, "消息二")
-        _wait_for(lambda: bool(_in_flight(db)), 15)
-        first.kill9()
+        _wait_for(lambda: bool(_in_flight(db)) and wechat_api.arrived > arrived, 15)
+        first.kill9()  # the send has reached WeChat, its answer not yet the server
         killed_at = time.monotonic()
         wechat_api.delay_s = 0.0
         store.enqueue("wechat", OPENID, "消息三")

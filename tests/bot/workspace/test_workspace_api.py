@@ -145,7 +145,8 @@ def test_overdue_tickets_come_first_and_are_counted(
     ws_core: Core, as_user: Any, tickets: Tickets
 ) -> None:
     ws_core.store._exec(
-        "UPDATE tickets SET created_at = '2020-01-01T00:00:00.000000+00:00' WHERE id = ?",
+        "UPDATE tickets SET created_at = '2020-01-01T00:00:00.000000+00:00',"
+        " due_at = '2020-01-02T00:00:00.000000+00:00' WHERE id = ?",
         (tickets.mediation,),
     )
     admin, _ = as_user("admin")
@@ -511,3 +512,19 @@ def test_pages_forbid_framing_and_caching(app_client: TestClient) -> None:
         assert res.headers["x-frame-options"] == "DENY", url
         assert "default-src 'self'" in res.headers["content-security-policy"]
         assert res.headers["cache-control"] == "no-store"
+
+
+def test_a_failed_update_shows_its_reason_on_the_ticket(
+    ws_core: Core, as_user: Any, tickets: Tickets
+) -> None:
+    """E.g. past WeChat's 48 hours with no template configured (the WeChat
+    outbox worker writes this reason; tests/bot/channels/wechat/test_wechat_templates.py)."""
+    store = ws_core.store
+    row = store.enqueue("wechat", "oResident2", "已办结", ticket_id=tickets.mediation)
+    reason = "45015 outside WeChat's 48-hour reply window; no template message configured"
+    store.mark_outbox_failed(row, reason, retry_in_s=None)
+    mediator, _ = as_user("调解员")
+    detail = mediator.get(f"/staff/api/tickets/{tickets.mediation}").json()
+    assert [(d["status"], d["last_error"]) for d in detail["deliveries"]] == [("failed", reason)]
+    page = mediator.get(f"/staff/tickets/{tickets.mediation}").text
+    assert "未送达" in page and "no template message configured" in page

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,16 @@ def chromium_path() -> str:
 
 @pytest.fixture
 def live(ws_core: Core) -> Iterator[str]:
+    with serve(ws_core) as url:
+        yield url
+
+
+@contextmanager
+def serve(core: Core) -> Iterator[str]:
+    """The app of `core` under a real uvicorn on a free port; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(ws_core, []), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(core, []), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -115,7 +123,9 @@ def seed_queue(core: Core) -> None:
         fields={"description": "消防通道被车堵死", "place": "阳光小区"},
     )
     store._exec(
-        "UPDATE tickets SET created_at = '2026-11-20T02:00:00.000000+00:00' WHERE id = ?", (old.id,)
+        "UPDATE tickets SET created_at = '2026-11-20T02:00:00.000000+00:00',"
+        " due_at = '2026-11-23T09:30:00.000000+00:00' WHERE id = ?",
+        (old.id,),
     )
 
 

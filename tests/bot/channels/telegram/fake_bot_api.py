@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 BOT_USER = {
@@ -84,11 +84,15 @@ class FakeBotApi:
         self._failures: list[Failure] = []
         self._updates: list[dict[str, Any]] = []
         self._message_id = 10000
+        # getFile: file_id -> the file's bytes, served under /file/bot<token>/<file_path>.
+        self.files: dict[str, bytes] = {}
+        self.downloads: list[str] = []
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._handle, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self._file, methods=["GET"]),
             ]
         )
 
@@ -194,7 +198,10 @@ class FakeBotApi:
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return _error(404, "Not Found: method not found")
-        result = await handler(params)
+        try:
+            result = await handler(params)
+        except _ApiError as exc:
+            return _error(exc.status, exc.description)
         return JSONResponse({"ok": True, "result": result})
 
     def _take_failure(self, method: str, params: dict[str, Any]) -> Failure | None:
@@ -218,6 +225,27 @@ class FakeBotApi:
         }
         message.update({k: v for k, v in extra.items() if v is not None})
         return message
+
+    async def _api_getFile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id"))
+        if file_id not in self.files:
+            raise _ApiError(400, "Bad Request: invalid file_id")
+        data = self.files[file_id]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"U{abs(hash(file_id)) % 10**8}",
+            "file_size": len(data),
+            "file_path": f"photos/{file_id}.jpg",
+        }
+
+    async def _file(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return _error(401, "Unauthorized")
+        file_id = request.path_params["path"].removeprefix("photos/").removesuffix(".jpg")
+        self.downloads.append(file_id)
+        if file_id not in self.files:
+            return _error(404, "Not Found")
+        return Response(self.files[file_id], media_type="image/jpeg")
 
     async def _api_getMe(self, params: dict[str, Any]) -> Any:
         return BOT_USER
@@ -258,6 +286,13 @@ class FakeBotApi:
             if ready or time.monotonic() >= deadline:
                 return ready
             await asyncio.sleep(0.02)
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
 
 
 def _same(actual: Any, wanted: Any) -> bool:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -30,6 +30,7 @@ from bot.settings import Settings
 from bot.web import create_app
 from flows.paths import default_data_dir
 from nlu.parser import Parser
+from tests.bot.local_http import LocalHttpServer
 
 TOKEN = "tongxin_test_token"
 APPID = "wx5823bf96d3bd56c7"
@@ -50,8 +51,11 @@ ERRMSG = {
 
 
 class FakeWeChatApi:
-    """/cgi-bin/token, /cgi-bin/message/custom/send and /cgi-bin/menu/create
-    with WeChat's JSON. Tell it to answer an errcode next, or to be slow."""
+    """/cgi-bin/token, /cgi-bin/message/custom/send, /cgi-bin/message/template/send,
+    /cgi-bin/media/get and /cgi-bin/menu/create with WeChat's JSON. Tell it to
+    answer an errcode next, or to be slow; users in `out_of_window` get 45015 for
+    customer-service messages; `templates` are the account's template ids;
+    `media` maps media ids to (bytes, Content-Type)."""
 
     def __init__(self) -> None:
         self.valid_tokens: set[str] = set()
@@ -59,37 +63,30 @@ class FakeWeChatApi:
         self.token_requests = 0
         self.sent: list[dict[str, Any]] = []
         self.menus: list[dict[str, Any]] = []
+        self.out_of_window: set[str] = set()
+        self.templates: set[str] = set()
+        self.template_sends: list[dict[str, Any]] = []
+        self.template_sent_at: list[float] = []
+        self.refused_at: list[float] = []
+        self.media: dict[str, tuple[bytes, str]] = {}
+        self.media_requests: list[str] = []
         self.send_script: deque[int] = deque()
         self.delay_s = 0.0
+        self.arrived = 0  # requests that reached the fake (counted before any delay)
         self.html_answers = 0  # next custom-send answers: a proxy's 200 HTML page
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._dispatch(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._dispatch(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LocalHttpServer(self._dispatch)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.base_url
 
     def start(self) -> FakeWeChatApi:
-        self.thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def fail_next(self, *errcodes: int) -> None:
         with self.lock:
@@ -111,6 +108,8 @@ class FakeWeChatApi:
             return [m["text"]["content"] for m in self.sent if m["touser"] == openid]
 
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        with self.lock:
+            self.arrived += 1
         if self.delay_s:
             time.sleep(self.delay_s)
         parsed = urlparse(handler.path)
@@ -119,12 +118,15 @@ class FakeWeChatApi:
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             html = self.html_answers > 0 and parsed.path == "/cgi-bin/message/custom/send"
+            media = self._media_answer(parsed.path, query)
             if html:
                 self.html_answers -= 1
                 answer: Any = None
-            else:
+            elif media is None:
                 answer = self._answer(method, parsed.path, query, body)
-        if html:
+        if media is not None:
+            data, content_type = media
+        elif html:
             data = b"<html><body>502 Bad Gateway</body></html>"
             content_type = "text/html"
         else:
@@ -137,6 +139,14 @@ class FakeWeChatApi:
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
             handler.wfile.write(data)
+
+    def _media_answer(self, path: str, query: dict[str, str]) -> tuple[bytes, str] | None:
+        """media/get answers the file itself (with its Content-Type) when the
+        token is valid and the media id known; else None (WeChat's JSON error)."""
+        if path != "/cgi-bin/media/get" or query.get("access_token") not in self.valid_tokens:
+            return None
+        self.media_requests.append(query.get("media_id", ""))
+        return self.media.get(query.get("media_id", ""))
 
     def _error(self, code: int) -> dict[str, Any]:
         return {
@@ -163,12 +173,23 @@ class FakeWeChatApi:
             return self._error(42001)
         if token not in self.valid_tokens:
             return self._error(40001)
+        if path == "/cgi-bin/media/get" and method == "GET":
+            return {"errcode": 40007, "errmsg": "invalid media_id"}
         payload = json.loads(body.decode("utf-8"))
         if path == "/cgi-bin/message/custom/send" and method == "POST":
             if self.send_script:
                 return self._error(self.send_script.popleft())
+            if payload.get("touser") in self.out_of_window:
+                self.refused_at.append(time.monotonic())
+                return self._error(45015)
             self.sent.append(payload)
             return {"errcode": 0, "errmsg": "ok"}
+        if path == "/cgi-bin/message/template/send" and method == "POST":
+            if payload.get("template_id") not in self.templates:
+                return {"errcode": 40037, "errmsg": "invalid template_id"}
+            self.template_sends.append(payload)
+            self.template_sent_at.append(time.monotonic())
+            return {"errcode": 0, "errmsg": "ok", "msgid": 200228332 + len(self.template_sends)}
         if path == "/cgi-bin/menu/create" and method == "POST":
             self.menus.append(payload)
             return {"errcode": 0, "errmsg": "ok"}

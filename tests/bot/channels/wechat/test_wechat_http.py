@@ -146,7 +146,7 @@ async def test_recognised_voice_and_location_and_image_fill_a_report(
         (ticket,) = kit.core.store.list_tickets()
         assert (ticket.kind, ticket.channel, ticket.user_id) == ("report_issue", "wechat", USER)
         assert ticket.fields["place"] == "幸福路与团结路交叉口东北角"
-        assert "mmbiz.qpic.cn" in str(ticket.fields)
+        assert ticket.fields["attachments"] == ["Hn4Jk6Lm8Np0Qr2St4Uv6Wx8Yz0Ab2Cd4Ef6Gh8Ij0Kl2"]
 
 
 @pytest.mark.parametrize(
