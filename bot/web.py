@@ -42,6 +42,8 @@ def create_app(core: Core, channels: Sequence[ChannelService]) -> Starlette:
             ok, body["db"] = False, "busy: no write within 3 s"
         except Exception as exc:
             ok, body["db"] = False, f"unavailable: {type(exc).__name__}: {exc}"[:200]
+        # Informational: a Rasa server that is down costs no health, the embedded model answers.
+        body["nlu"] = core.parser.backend_status()
         states = {}
         for channel in channels:
             check = getattr(channel, "health", None)

@@ -83,6 +83,12 @@ class Parser:
         self.ambiguity_threshold = ambiguity_threshold
         self.remote = remote
 
+    def backend_status(self) -> dict[str, Any]:
+        """For /healthz: the configured backend and, with a Rasa server, who answered last."""
+        if self.remote is None:
+            return {"backend": "embedded"}
+        return {"backend": "rasa, embedded as fallback", "rasa": self.remote.status()}
+
     def rank(self, text: str, entities: Sequence[Entity] = ()) -> tuple[list[IntentScore], int]:
         """The embedded model's ranking, best first, and how many features it knew."""
         return self._rank_normalized(normalize_text(text), entities)
@@ -103,8 +109,11 @@ class Parser:
         usable = len(clean) <= MAX_MESSAGE_CHARS and _CONTENT.search(norm) is not None
         remote = self.remote.parse(clean) if self.remote is not None and usable else None
         if remote is not None:
+            # Rasa's confidences and ranking stand as ours; our thresholds decide.
             ranking = [IntentScore(name, conf) for name, conf in remote.ranking]
             known = 1
+            # Ours first: Rasa's spans come from its own jieba cut and its values are
+            # strings; it only adds entities ours did not find.
             entities = _merge_entities(entities, remote.entities)
         else:
             ranking, known = self._rank_normalized(norm, entities)
@@ -115,23 +124,35 @@ class Parser:
             intent=self.decide(ranking, known),
             intent_ranking=tuple(ranking),
             entities=tuple(entities),
+            backend="rasa" if remote is not None else "embedded",
         )
 
     def decide(self, ranking: Sequence[IntentScore], known_features: int = 1) -> IntentScore:
-        """Top intent, or `nlu_fallback` (with Rasa's convention: confidence = threshold).
+        """Top intent, or `nlu_fallback`: see `decide`."""
+        return decide(ranking, self.fallback_threshold, self.ambiguity_threshold, known_features)
 
-        `known_features == 0` means the message had nothing the model knows
-        (or no content at all): always a fallback, whatever the priors say."""
-        fallback = IntentScore(FALLBACK_INTENT, self.fallback_threshold)
-        if not ranking or known_features == 0:
-            return fallback
-        top = ranking[0]
-        second = ranking[1].confidence if len(ranking) > 1 else 0.0
-        if not math.isfinite(top.confidence) or top.confidence < self.fallback_threshold:
-            return fallback
-        if top.confidence - second < self.ambiguity_threshold:
-            return fallback
-        return top
+
+def decide(
+    ranking: Sequence[IntentScore],
+    fallback_threshold: float,
+    ambiguity_threshold: float,
+    known_features: int = 1,
+) -> IntentScore:
+    """Top intent, or `nlu_fallback` (with Rasa's convention: confidence = threshold).
+
+    The same rule for the embedded model's ranking and a Rasa server's.
+    `known_features == 0` means the message had nothing the model knows
+    (or no content at all): always a fallback, whatever the priors say."""
+    fallback = IntentScore(FALLBACK_INTENT, fallback_threshold)
+    if not ranking or known_features == 0:
+        return fallback
+    top = ranking[0]
+    second = ranking[1].confidence if len(ranking) > 1 else 0.0
+    if not math.isfinite(top.confidence) or top.confidence < fallback_threshold:
+        return fallback
+    if top.confidence - second < ambiguity_threshold:
+        return fallback
+    return top
 
 
 def _merge_entities(ours: Sequence[Entity], theirs: Sequence[Entity]) -> list[Entity]:

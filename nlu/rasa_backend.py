@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import re
+import threading
 import time
+import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -112,13 +114,51 @@ def validate_rasa_response(
     return RemoteParse(ours, entities)
 
 
+def _public_url(url: str) -> str:
+    """scheme://host:port only: a token in the query or user info stays out of /healthz."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
+
+
 class RasaClient:
-    """Thread-safe: every call opens its own connection."""
+    """Thread-safe: every call opens its own connection, and the counters behind
+    `status()` are guarded by a lock. Every message asks the server again, so a
+    restarted server is used from its first good answer on."""
 
     def __init__(self, url: str, *, timeout: float, labels: Collection[str] = INTENTS):
+        self.url = _public_url(url)
         self.endpoint = url.rstrip("/") + "/model/parse"
         self.timeout = timeout
         self.labels = frozenset(labels)
+        self._lock = threading.Lock()
+        self._answered = 0
+        self._failed = 0
+        self._last: str | None = None
+        self._last_problem: str | None = None
+
+    def _record(self, problem: str | None) -> None:
+        with self._lock:
+            if problem is None:
+                self._answered += 1
+                self._last = "rasa"
+            else:
+                self._failed += 1
+                self._last = "embedded"
+                self._last_problem = problem[:200]
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz: which backend answered the last message, and how often each did."""
+        with self._lock:
+            return {
+                "url": self.url,
+                "timeout_s": self.timeout,
+                "last_answer_from": self._last,
+                "rasa_answers": self._answered,
+                "embedded_fallbacks": self._failed,
+                "last_problem": self._last_problem,
+            }
 
     def parse(self, text: str) -> RemoteParse | None:
         import http.client
@@ -142,9 +182,14 @@ class RasaClient:
             if time.monotonic() - started > self.timeout * 2:
                 raise RasaResponseError("answer too slow")
             payload = json.loads(raw.decode("utf-8"))
-            return validate_rasa_response(payload, text, self.labels)
+            answer = validate_rasa_response(payload, text, self.labels)
         except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
             log.warning("Rasa server unavailable, using the embedded model: %s", exc)
+            self._record(f"unavailable: {exc}")
         except (ValueError, UnicodeDecodeError) as exc:  # includes RasaResponseError, JSON errors
             log.warning("Rasa server gave an unusable answer, using the embedded model: %s", exc)
+            self._record(f"unusable answer: {exc}")
+        else:
+            self._record(None)
+            return answer
         return None

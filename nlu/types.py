@@ -63,6 +63,9 @@ class ParseResult:
     intent: IntentScore
     intent_ranking: tuple[IntentScore, ...] = ()
     entities: tuple[Entity, ...] = field(default_factory=tuple)
+    # Which model ranked the intents: "embedded", or "rasa" (a Rasa server answered).
+    # Not part of the Rasa format; `tongxin nlu parse --debug` shows it.
+    backend: str = "embedded"
 
     def to_dict(self) -> dict[str, Any]:
         return {

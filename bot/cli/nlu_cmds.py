@@ -77,6 +77,11 @@ def register(sub: Any) -> None:
     parse.add_argument(
         "--rasa-url", metavar="URL", help="ask this Rasa server first (default: $TONGXIN_RASA_URL)"
     )
+    parse.add_argument(
+        "--debug",
+        action="store_true",
+        help='add "backend": which model answered ("rasa" or "embedded") to each line',
+    )
     parse.set_defaults(handler=cmd_parse)
 
     test = add_command(
@@ -106,14 +111,43 @@ def register(sub: Any) -> None:
     export = add_command(
         nsub,
         "export-rasa",
-        "Write a Rasa project (config.yml with a JiebaTokenizer pipeline, data/, the jieba "
-        "user dictionary) ready for `rasa train nlu`.",
-        "tongxin nlu export-rasa /tmp/tongxin-rasa",
+        "Write a Rasa project (config.yml with a JiebaTokenizer pipeline, domain.yml, data/, "
+        "the jieba user dictionary) ready for `rasa train nlu`; scripts/rasa.sh train DIR "
+        "exports and trains in one go.",
+        "tongxin nlu export-rasa /tmp/tongxin-rasa\n"
+        "  tongxin nlu export-rasa /tmp/rasa-small --max-per-intent 40 --epochs 10",
     )
     export.add_argument("out", metavar="DIR", help="output directory")
+    export.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=RASA_EPOCHS,
+        metavar="N",
+        help=f"DIET training epochs (default: {RASA_EPOCHS}; the README has timings)",
+    )
+    export.add_argument(
+        "--max-per-intent",
+        type=_positive_int,
+        metavar="N",
+        help="train on an even sample of at most N examples per intent (a quick model)",
+    )
     _add_data_option(export, "training data file or directory (repeatable)")
     _add_threshold_options(export)
     export.set_defaults(handler=cmd_export)
+
+
+# nlu.export.RasaTraining().epochs, repeated so that `--help` needs no import.
+RASA_EPOCHS = 30
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
+    return value
 
 
 def _add_data_option(parser: argparse.ArgumentParser, help_text: str, flag: str = "--data") -> None:
@@ -251,7 +285,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     out.flush()
     for text in messages:
         try:
-            result = parser.parse(text).to_dict()
+            parsed = parser.parse(text)
+            result = parsed.to_dict()
+            if args.debug:
+                result["backend"] = parsed.backend
         except Exception as exc:  # one bad message must not stop the batch
             print(f"tongxin: error parsing a message: {type(exc).__name__}", file=sys.stderr)
             result = {
@@ -331,19 +368,28 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nlu.export import export_rasa
+    from nlu.export import RasaTraining, export_rasa
 
     settings = settings_from_args(args)
     files = _data_files(settings)
     out = Path(args.out)
-    written = export_rasa(
-        out,
-        files,
-        settings.userdict,
-        fallback_threshold=settings.fallback_threshold,
-        ambiguity_threshold=settings.ambiguity_threshold,
-    )
+    try:
+        written = export_rasa(
+            out,
+            files,
+            settings.userdict,
+            fallback_threshold=settings.fallback_threshold,
+            ambiguity_threshold=settings.ambiguity_threshold,
+            training=replace(RasaTraining(), epochs=args.epochs),
+            max_per_intent=args.max_per_intent,
+        )
+    except OSError as exc:
+        raise CliError(f"cannot write the Rasa project to {out}: {exc}") from None
     for path in written:
         print(path)
-    print(f"\nnext: cd {out} && rasa train nlu --config config.yml --nlu data", file=sys.stderr)
+    print(
+        f"\nnext: cd {out} && rasa train nlu --config config.yml --nlu data "
+        "(or: scripts/rasa.sh train DIR)",
+        file=sys.stderr,
+    )
     return 0

@@ -81,7 +81,7 @@ def _print_turn(turn: Any, out: TextIO, debug: bool) -> None:
             form = f"{f.flow}/{step} slots={sorted(f.slots)}"
         print(
             f"[debug] intent={parse.intent.name} confidence={parse.intent.confidence:.2f} "
-            f"entities: {ents} | form: {form}",
+            f"entities: {ents} | form: {form} | nlu: {parse.backend}",
             file=out,
         )
     for reply in turn.replies:
@@ -122,14 +122,20 @@ def run_shell(args: argparse.Namespace) -> int:
         if sys.stdin.isatty():
             _interactive(say, history_path(db))
         else:
-            data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-            for line in data.splitlines():
-                if line.strip() in QUIT_WORDS:
-                    break
-                say(line)
+            _piped(say)
     finally:
         core.close()
     return 0
+
+
+def _piped(say: Any) -> None:
+    # Line by line as they arrive (not the whole input first): a program driving the
+    # shell through a pipe gets each answer before it sends the next message.
+    for raw in sys.stdin.buffer:
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            if line.strip() in QUIT_WORDS:
+                return
+            say(line)
 
 
 def _interactive(say: Any, history: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,16 @@ from nlu.evaluate import (
     format_report,
     variant_key,
 )
-from nlu.export import export_rasa
+from nlu.export import RasaTraining, export_rasa
 from nlu.parser import Parser
-from nlu.training_data import EntityAnnotation, Example, TrainingData, default_data_paths
-from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
+from nlu.training_data import (
+    EntityAnnotation,
+    Example,
+    TrainingData,
+    default_data_paths,
+    read_training_data,
+)
+from nlu.types import FALLBACK_INTENT, INTENTS, Entity, IntentScore, ParseResult
 
 
 def result(top: str, confidence: float, final: str | None = None, entities=()) -> ParseResult:
@@ -150,7 +157,9 @@ def test_export_rasa(tmp_path: Path) -> None:
         assert needed in names
     assert "EntitySynonymMapper" in names
     char = [c for c in config["pipeline"] if c.get("analyzer") == "char_wb"]
-    assert char and (char[0]["min_ngram"], char[0]["max_ngram"]) == (1, 4)
+    assert char and (char[0]["min_ngram"], char[0]["max_ngram"]) == (1, 2)
+    [diet] = [c for c in config["pipeline"] if c["name"] == "DIETClassifier"]
+    assert diet["epochs"] == 30
     fallback = config["pipeline"][-1]
     assert fallback == {
         "name": "FallbackClassifier",
@@ -163,4 +172,33 @@ def test_export_rasa(tmp_path: Path) -> None:
         copied = tmp_path / "data" / source.name
         assert copied.read_bytes() == source.read_bytes()
         assert yaml.safe_load(copied.read_text(encoding="utf-8"))["version"] == "3.1"
-    assert len(written) == len(files) + 2
+    domain = yaml.safe_load((tmp_path / "domain.yml").read_text(encoding="utf-8"))
+    assert set(domain["intents"]) == set(INTENTS) - {FALLBACK_INTENT}
+    assert {"amount", "phone", "ticket_id"} <= set(domain["entities"])
+    assert len(written) == len(files) + 3
+
+
+def test_export_rasa_sample_caps_every_intent(tmp_path: Path) -> None:
+    files = default_data_paths()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "old.yml").write_text("stale", encoding="utf-8")
+    export_rasa(
+        tmp_path,
+        files,
+        None,
+        fallback_threshold=0.4,
+        ambiguity_threshold=0.1,
+        training=RasaTraining(epochs=7),
+        max_per_intent=12,
+    )
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["nlu_sample.yml"]
+    data, problems = read_training_data([tmp_path / "data" / "nlu_sample.yml"])
+    counts = Counter(e.intent for e in data.examples)
+    assert set(counts) == set(INTENTS) - {FALLBACK_INTENT}
+    assert max(counts.values()) == 12
+    assert not [p for p in problems if p.level == "error"]
+    annotated = [e for e in data.examples if e.entities]
+    assert annotated, "entity annotations survive the sampling"
+    config = yaml.safe_load((tmp_path / "config.yml").read_text(encoding="utf-8"))
+    [diet] = [c for c in config["pipeline"] if c["name"] == "DIETClassifier"]
+    assert diet["epochs"] == 7

@@ -172,3 +172,37 @@ def test_validation_rejects_garbage(payload: Any) -> None:
 def test_validation_accepts_a_minimal_answer() -> None:
     parsed = validate_rasa_response(GOOD, "x")
     assert parsed.ranking == [("greet", 0.8)] and parsed.entities == []
+
+
+def test_which_backend_answered_is_reported(nlu_parser: Parser, server: str) -> None:
+    assert nlu_parser.parse("你好").backend == "embedded"
+    assert nlu_parser.backend_status() == {"backend": "embedded"}
+    parser = with_remote(nlu_parser, f"{server}/good")
+    assert parser.parse("你好").backend == "rasa"
+    status = parser.backend_status()["rasa"]
+    assert status["last_answer_from"] == "rasa" and status["rasa_answers"] == 1
+    broken = with_remote(nlu_parser, f"{server}/garbage")
+    assert broken.parse("你好").backend == "embedded"
+    status = broken.backend_status()["rasa"]
+    assert status["last_answer_from"] == "embedded" and status["embedded_fallbacks"] == 1
+    assert status["last_problem"].startswith("unusable answer")
+
+
+def test_a_server_that_comes_back_is_asked_again(nlu_parser: Parser) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parser = with_remote(nlu_parser, f"http://127.0.0.1:{port}/good")
+    assert [parser.parse("你好").backend for _ in range(3)] == ["embedded"] * 3
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), RasaLike)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        assert parser.parse("你好").backend == "rasa"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_status_keeps_credentials_out() -> None:
+    client = RasaClient("http://bot:secret@127.0.0.1:5005/?token=abc", timeout=0.3)
+    assert client.status()["url"] == "http://127.0.0.1:5005"
