@@ -245,8 +245,9 @@ def features(
                 continue
             if token.isdigit():
                 # Which number says little about what is asked (55岁, 3号楼, a
-                # stray digit); that there is one says a little.
-                token = "#"
+                # stray digit), and an unknown word counts against an answer.
+                previous = ""
+                continue
             if lexicon is not None:
                 token = lexicon.correct(token)
                 for part in lexicon.parts(token):
