@@ -61,7 +61,9 @@ class PgServer:
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             os.chown(self.dir, account.pw_uid, account.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
+            # runuser lives in /usr/sbin, which a minimal PATH may lack.
+            runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+            self._as = [runuser or "runuser", "-u", "postgres", "--"]
         self.dir.chmod(0o700)
         pwfile = self.dir / "pw"
         pwfile.write_text(PASSWORD + "\n")
